@@ -1,0 +1,188 @@
+"""Hardware, model, framework and precision descriptors with alias resolution.
+
+This module is data: numbers from vendor data sheets and model configs. Peak compute is dense
+(no sparsity) per device, in TFLOP/s; memory bandwidth in TB/s; memory in GB. Unknown names are
+allowed everywhere: ``resolve_*`` returns None and the caller falls back (and says so).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+
+@dataclass(frozen=True)
+class Hardware:
+    name: str
+    fp16_tflops: float
+    fp8_tflops: float  # equals fp16_tflops where the device has no fp8 tensor path
+    mem_bw_tbs: float
+    mem_gb: float
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    params_b: float  # total parameters, billions
+    active_b: float  # parameters touched per token (differs from params_b for MoE)
+    layers: int
+    hidden: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    aliases: tuple[str, ...] = ()
+
+
+HARDWARE: tuple[Hardware, ...] = (
+    Hardware("A100", 312, 312, 2.039, 80, ("A100-SXM4-80GB", "A100 SXM", "A100 80GB", "Nvidia A100 GPU", "A100-SXM4")),
+    Hardware("A100-40GB", 312, 312, 1.555, 40, ("A100 40GB", "A100-SXM4-40GB")),
+    Hardware("A10G", 70, 70, 0.6, 24, ("A10", "A10G")),
+    Hardware("L4", 121, 242, 0.3, 24, ()),
+    Hardware("L40", 181, 362, 0.864, 48, ()),
+    Hardware("L40S", 362, 733, 0.864, 48, ()),
+    Hardware("V100", 125, 125, 0.9, 32, ("V100-SXM2-32GB", "Tesla V100")),
+    Hardware("H100-SXM", 989, 1979, 3.35, 80, ("H100", "H100 80GB HBM3", "H100 SXM", "H100-SXM5", "Nvidia H100 GPU", "H100 SXM5 80GB")),
+    Hardware("H100-PCIe", 756, 1513, 2.0, 80, ("H100 PCIe",)),
+    Hardware("H100-NVL", 835, 1671, 3.9, 94, ("H100 NVL",)),
+    Hardware("H200", 989, 1979, 4.8, 141, ("H200 141GB HBM3", "H200 SXM", "H200 141GB HBM3e", "H200-SXM")),
+    Hardware("GH200", 989, 1979, 4.0, 96, ("GH200 120GB", "Nvidia GH200 GPU", "GH200 96GB", "Grace Hopper")),
+    Hardware("B200", 2250, 4500, 8.0, 180, ("B200 180GB", "DGX B200")),
+    Hardware("GB200", 2500, 5000, 8.0, 186, ()),
+    Hardware("MI250", 362, 362, 3.2, 128, ("AMD MI250 GPU", "MI250X", "Instinct MI250")),
+    Hardware("MI300X", 1307, 2615, 5.3, 192, ("AMD MI300X GPU", "Instinct MI300X")),
+    Hardware("MI325X", 1307, 2615, 6.0, 256, ("Instinct MI325X",)),
+    Hardware("MI355X", 2500, 5000, 8.0, 288, ("Instinct MI355X",)),
+    Hardware("Gaudi2", 432, 865, 2.46, 96, ("Habana Gaudi2", "HL-225", "Intel Gaudi2")),
+    Hardware("Gaudi3", 1835, 1835, 3.7, 128, ("Intel Gaudi3",)),
+    Hardware("Max1550", 838, 838, 3.28, 128, ("Intel Max 1550", "Intel PVC GPU", "PVC", "Ponte Vecchio", "Data Center GPU Max 1550")),
+    Hardware("SN40L", 638, 638, 1.6, 64, ("SambaNova SN40L",)),
+)
+
+MODELS: tuple[Model, ...] = (
+    Model("llama-7b", 6.74, 6.74, 32, 4096, 32, 32, 128, ("huggyllama/llama-7b", "LLaMA 7B")),
+    Model("llama-2-7b", 6.74, 6.74, 32, 4096, 32, 32, 128, ("meta-llama/Llama-2-7b-hf", "LLaMA v2 7B", "Llama 2 7B", "llama2-7b")),
+    Model("llama-2-13b", 13.0, 13.0, 40, 5120, 40, 40, 128, ("meta-llama/Llama-2-13b-hf", "LLaMA v2 13B", "llama2-13b")),
+    Model("llama-2-70b", 69.0, 69.0, 80, 8192, 64, 8, 128, ("meta-llama/Llama-2-70b-hf", "LLaMA v2 70B", "llama2-70b")),
+    Model("llama-3-8b", 8.03, 8.03, 32, 4096, 32, 8, 128, ("meta-llama/Meta-Llama-3-8B", "Meta-Llama-3-8B", "llama3-8b", "LLaMA v3 8B")),
+    Model("llama-3-70b", 70.6, 70.6, 80, 8192, 64, 8, 128, ("meta-llama/Meta-Llama-3-70B", "Meta-Llama-3-70B", "llama3-70b", "LLaMA v3 70B")),
+    Model("llama-3.1-8b", 8.03, 8.03, 32, 4096, 32, 8, 128, ("meta-llama/Llama-3.1-8B", "Meta-Llama-3.1-8B", "llama3.1-8b")),
+    Model("llama-3.1-70b", 70.6, 70.6, 80, 8192, 64, 8, 128, ("meta-llama/Llama-3.1-70B", "Meta-Llama-3.1-70B", "llama3.1-70b")),
+    Model("llama-3.1-405b", 405.0, 405.0, 126, 16384, 128, 8, 128, ("meta-llama/Llama-3.1-405B", "Meta-Llama-3.1-405B", "llama3.1-405b")),
+    Model("llama-3.2-1b", 1.24, 1.24, 16, 2048, 32, 8, 64, ("meta-llama/Llama-3.2-1B",)),
+    Model("llama-3.2-3b", 3.21, 3.21, 28, 3072, 24, 8, 128, ("meta-llama/Llama-3.2-3B",)),
+    Model("llama-3.3-70b", 70.6, 70.6, 80, 8192, 64, 8, 128, ("meta-llama/Llama-3.3-70B-Instruct", "llama3.3-70b")),
+    Model("mistral-7b", 7.24, 7.24, 32, 4096, 32, 8, 128, ("mistralai/Mistral-7B-v0.1", "Mistral 7B", "mistral-7b-v0.1", "mistral-7b-v0.2", "mistral-7b-v0.3")),
+    Model("mixtral-8x7b", 46.7, 12.9, 32, 4096, 32, 8, 128, ("mistralai/Mixtral-8x7B-v0.1", "Mixtral 8x7B", "mixtral-8x7b-v0.1")),
+    Model("mixtral-8x22b", 141.0, 39.0, 56, 6144, 48, 8, 128, ("mistralai/Mixtral-8x22B-v0.1", "Mixtral 8x22B")),
+    Model("qwen1.5-7b", 7.72, 7.72, 32, 4096, 32, 32, 128, ("Qwen/Qwen1.5-7B",)),
+    Model("qwen2-7b", 7.62, 7.62, 28, 3584, 28, 4, 128, ("Qwen/Qwen2-7B", "qwen2.5-7b", "Qwen/Qwen2.5-7B")),
+    Model("qwen2-72b", 72.7, 72.7, 80, 8192, 64, 8, 128, ("Qwen/Qwen2-72B", "qwen2.5-72b", "Qwen/Qwen2.5-72B")),
+    Model("falcon-7b", 7.2, 7.2, 32, 4544, 71, 1, 64, ("tiiuae/falcon-7b", "Falcon 7B")),
+    Model("falcon-40b", 41.8, 41.8, 60, 8192, 128, 8, 64, ("tiiuae/falcon-40b", "Falcon 40B")),
+    Model("falcon-180b", 179.5, 179.5, 80, 14848, 232, 8, 64, ("tiiuae/falcon-180B", "Falcon 180B")),
+    Model("gpt-j-6b", 6.05, 6.05, 28, 4096, 16, 16, 256, ("EleutherAI/gpt-j-6b", "GPTJ 6B", "GPT-J 6B", "gptj-6b")),
+    Model("decilm-7b", 7.04, 7.04, 32, 4096, 32, 4, 128, ("Deci/DeciLM-7B",)),
+    Model("aquila-7b", 7.0, 7.0, 32, 4096, 32, 32, 128, ("BAAI/Aquila-7B",)),
+    Model("bloom-7b1", 7.07, 7.07, 30, 4096, 32, 32, 128, ("bigscience/bloom-7b1",)),
+    Model("opt-6.7b", 6.66, 6.66, 32, 4096, 32, 32, 128, ("facebook/opt-6.7b",)),
+    Model("gpt-oss-20b", 20.9, 3.6, 24, 2880, 64, 8, 64, ("openai/gpt-oss-20b",)),
+    Model("gpt-oss-120b", 116.8, 5.1, 36, 2880, 64, 8, 64, ("openai/gpt-oss-120b",)),
+    # MLA: the cached latent (512 + 64 rope dims) acts like one KV head of width 576
+    Model("deepseek-v3", 671.0, 37.0, 61, 7168, 128, 1, 576, ("deepseek-ai/DeepSeek-V3", "deepseek-r1", "deepseek-ai/DeepSeek-R1")),
+)
+
+#: frameworks known to the feature builder (one-hot); anything else maps to "other"
+FRAMEWORKS: tuple[str, ...] = (
+    "vllm", "trt-llm", "llama.cpp", "deepspeed-mii", "deepspeed", "sambaflow", "sglang", "tgi",
+)
+_FRAMEWORK_ALIASES = {
+    "vllm": "vllm", "tensorrtllm": "trt-llm", "trtllm": "trt-llm", "tensorrt": "trt-llm",
+    "llamacpp": "llama.cpp", "deepspeedmii": "deepspeed-mii", "mii": "deepspeed-mii",
+    "deepspeed": "deepspeed", "sambaflow": "sambaflow", "sglang": "sglang",
+    "tgi": "tgi", "textgenerationinference": "tgi",
+}
+
+#: bytes per weight for each precision name
+PRECISION_BYTES = {
+    "fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5, "fp4": 0.5,
+}
+_PRECISION_ALIASES = {
+    "mixed": "fp16", "float16": "fp16", "half": "fp16", "bfloat16": "bf16", "float32": "fp32",
+    "e4m3": "fp8", "fp8e4m3": "fp8", "w8a8": "int8", "awq": "int4", "gptq": "int4", "nvfp4": "fp4",
+}
+
+_DROP_TOKENS = {
+    "nvidia", "amd", "intel", "habana", "sambanova", "gpu", "tensor", "core", "hbm2", "hbm2e",
+    "hbm3", "hbm3e", "instinct", "hf", "instruct", "chat", "it", "base", "meta",
+}
+
+
+def name_key(name: str) -> str:
+    """Compact matching key: lower case, no organisation prefix, separators, memory suffixes
+    or the common vendor / '-hf' / '-instruct' / '-chat' words."""
+    s = str(name).strip().lower()
+    if "/" in s:
+        s = s.rsplit("/", 1)[1]
+    tokens = [t for t in re.split(r"[^a-z0-9.]+", s) if t]
+    out = []
+    for t in tokens:
+        t = t.strip(".")
+        if not t or t in _DROP_TOKENS or re.fullmatch(r"\d+gb", t):
+            continue
+        out.append(t)
+    return "".join(out)
+
+
+def _index(entries) -> dict[str, object]:
+    index: dict[str, object] = {}
+    for entry in entries:
+        for alias in (entry.name, *entry.aliases):
+            index.setdefault(name_key(alias), entry)
+    return index
+
+
+_HW_INDEX = _index(HARDWARE)
+_MODEL_INDEX = _index(MODELS)
+
+
+@lru_cache(maxsize=4096)
+def resolve_hardware(name: str) -> Hardware | None:
+    return _HW_INDEX.get(name_key(name))  # type: ignore[return-value]
+
+
+@lru_cache(maxsize=4096)
+def resolve_model(name: str) -> Model | None:
+    key = name_key(name)
+    hit = _MODEL_INDEX.get(key)
+    if hit is None:  # version suffixes such as "-v0.1" on names we know without them
+        hit = _MODEL_INDEX.get(re.sub(r"v\d+(\.\d+)*$", "", key))
+    return hit  # type: ignore[return-value]
+
+
+def hardware_id(name: str) -> str:
+    """Canonical hardware name, or the name's key when unknown (used to group folds)."""
+    hw = resolve_hardware(name)
+    return hw.name if hw else name_key(name)
+
+
+def model_id(name: str) -> str:
+    m = resolve_model(name)
+    return m.name if m else name_key(name)
+
+
+def normalise_framework(name: str | None) -> str:
+    if name is None:
+        return "unknown"
+    key = re.sub(r"[^a-z0-9]+", "", str(name).lower())
+    return _FRAMEWORK_ALIASES.get(key, str(name).strip().lower())
+
+
+def normalise_precision(name: str | None) -> str:
+    if name is None:
+        return "fp16"
+    key = re.sub(r"[^a-z0-9]+", "", str(name).lower())
+    if key in PRECISION_BYTES:
+        return key
+    return _PRECISION_ALIASES.get(key, str(name).strip().lower())

@@ -1,0 +1,64 @@
+"""Evaluation protocols (DESIGN.md section 4) on any canonical table.
+
+P0 curve fit and P2 unseen batch sizes live here; P1 (unseen request shape) and P3 (unseen
+configuration) need the learned model and live in :mod:`ala_fast.protocols`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from .curves import DEFAULT_LOSS, evaluate as eval_curve, fit_segments
+from .grouping import group_codes, segments
+from .metrics import ape, ape_summary
+from .schema import CURVE_KEY, validate
+
+MIN_POINTS_EVAL = 4
+
+
+def _curves(table: pa.Table):
+    codes, _ = group_codes(table, CURVE_KEY)
+    bb = table.column("batch_size").to_numpy().astype(np.float64)
+    y = table.column("throughput").to_numpy()
+    order, offsets = segments(codes, bb)
+    return bb[order], y[order], offsets
+
+
+def protocol_p0(table: pa.Table, loss: str = DEFAULT_LOSS) -> dict:
+    """Fit every curve with >= 4 batch sizes on its own points; APE on those points."""
+    table = validate(table, require_throughput=True, where="P0")
+    x, y, off = _curves(table)
+    keep = np.flatnonzero(np.diff(off) >= MIN_POINTS_EVAL)
+    xs = [x[off[k]:off[k + 1]] for k in keep]
+    ys = [y[off[k]:off[k + 1]] for k in keep]
+    if not xs:
+        return {"protocol": "P0", "loss": loss, "curves": 0, **ape_summary(np.zeros(0))}
+    sub_off = np.concatenate([[0], np.cumsum([len(v) for v in xs])])
+    xx, yy = np.concatenate(xs), np.concatenate(ys)
+    p = fit_segments(xx, yy, sub_off, loss)
+    seg = np.repeat(np.arange(len(xs)), np.diff(sub_off))
+    pred = eval_curve(p[seg, 0], p[seg, 1], p[seg, 2], xx)
+    return {"protocol": "P0", "loss": loss, "curves": len(xs), **ape_summary(ape(pred, yy))}
+
+
+def protocol_p2(table: pa.Table, loss: str = DEFAULT_LOSS) -> dict:
+    """Fit each curve (>= 4 batch sizes) on its smaller ceil(n/2) batch sizes, predict the rest."""
+    table = validate(table, require_throughput=True, where="P2")
+    x, y, off = _curves(table)
+    fit_x, fit_y, test_x, test_y, test_seg, sizes = [], [], [], [], [], []
+    for k in np.flatnonzero(np.diff(off) >= MIN_POINTS_EVAL):
+        cx, cy = x[off[k]:off[k + 1]], y[off[k]:off[k + 1]]
+        h = (cx.size + 1) // 2
+        fit_x.append(cx[:h]); fit_y.append(cy[:h])
+        test_x.append(cx[h:]); test_y.append(cy[h:])
+        test_seg.append(np.full(cx.size - h, len(sizes)))
+        sizes.append(h)
+    if not sizes:
+        return {"protocol": "P2", "loss": loss, "curves": 0, **ape_summary(np.zeros(0))}
+    sub_off = np.concatenate([[0], np.cumsum(sizes)])
+    p = fit_segments(np.concatenate(fit_x), np.concatenate(fit_y), sub_off, loss)
+    seg = np.concatenate(test_seg)
+    tx, ty = np.concatenate(test_x), np.concatenate(test_y)
+    pred = eval_curve(p[seg, 0], p[seg, 1], p[seg, 2], tx)
+    return {"protocol": "P2", "loss": loss, "curves": len(sizes), **ape_summary(ape(pred, ty))}
