@@ -21,6 +21,10 @@ class Hardware:
     mem_gb: float
     aliases: tuple[str, ...] = ()
 
+    @property
+    def vendor(self) -> str:
+        return VENDOR_OF_PREFIX.get(self.name[:2].upper(), "other")
+
 
 @dataclass(frozen=True)
 class Model:
@@ -92,6 +96,13 @@ MODELS: tuple[Model, ...] = (
     # MLA: the cached latent (512 + 64 rope dims) acts like one KV head of width 576
     Model("deepseek-v3", 671.0, 37.0, 61, 7168, 128, 1, 576, ("deepseek-ai/DeepSeek-V3", "deepseek-r1", "deepseek-ai/DeepSeek-R1")),
 )
+
+#: the vendor's software stack matters as much as the data sheet: A*/B*/G*/H*/L*/V* are NVIDIA
+#: parts, MI* AMD, Gaudi / Max Intel (Habana), SN SambaNova
+VENDOR_OF_PREFIX = {"A1": "nvidia", "A10": "nvidia", "B2": "nvidia", "GB": "nvidia",
+                    "GH": "nvidia", "H1": "nvidia", "H2": "nvidia", "L4": "nvidia",
+                    "V1": "nvidia", "MI": "amd", "GA": "intel", "MA": "intel", "SN": "sambanova"}
+VENDORS: tuple[str, ...] = ("nvidia", "amd", "intel")
 
 #: frameworks known to the feature builder (one-hot); anything else maps to "other"
 FRAMEWORKS: tuple[str, ...] = (
@@ -186,3 +197,11 @@ def normalise_precision(name: str | None) -> str:
     if key in PRECISION_BYTES:
         return key
     return _PRECISION_ALIASES.get(key, str(name).strip().lower())
+
+
+@lru_cache(maxsize=65536)
+def config_key(hardware: str, num_devices: int, framework: str, model: str, precision: str,
+               batch_kind: str = "static") -> tuple:
+    """Configuration identity after alias resolution ("H100" and "H100 80GB HBM3" match)."""
+    return (hardware_id(hardware), int(num_devices), normalise_framework(framework),
+            model_id(model), normalise_precision(precision), batch_kind)

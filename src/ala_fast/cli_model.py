@@ -1,9 +1,156 @@
-"""CLI commands that need a trained model (train, predict, evaluate, info)."""
+"""CLI commands that need a trained model: train, predict, evaluate, info."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .cli import _read_many
+    from .training import train
+
+    table = _read_many(args.data, args.source)
+    predictor = train(table, seed=args.seed, loss=args.loss)
+    path = predictor.save(args.out)
+    t = predictor.manifest["training"]
+    print(f"trained on {t['rows']} rows, {t['curves']} curves ({t['curves_trained']} with >= 3 "
+          f"batch sizes); bundle written to {path}")
+    return 0
+
+
+def _print_one(row: dict) -> None:
+    print(f"{row['hardware']} x{row['num_devices']} / {row['framework']} / {row['model']} "
+          f"({row['precision']}), {row['input_tokens']} in / {row['output_tokens']} out, "
+          f"batch {row['batch_size']}:")
+    print(f"  throughput  {row['throughput']:,.1f} output tokens/s   ({row['basis']})")
+    print(f"  latency     {row['latency_s']:.3f} s per batch")
+    if "lower" in row:
+        print(f"  interval    {row['lower']:,.1f} .. {row['upper']:,.1f} tokens/s "
+              f"(coverage {row.get('coverage', 0.9):.0%})")
+        print(f"  expected APE {row['expected_ape']:.1f}%   confidence {row['confidence']:.2f}")
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import pyarrow as pa
+
+    from .errors import ReaderError
+    from .predictor import load
+    from .tables import write_table
+
+    predictor = load(args.bundle)
+    if args.input:
+        from .readers import _load_file
+
+        table = _load_file(Path(args.input))
+        out = predictor.predict(table, engine=args.engine)
+        if args.out:
+            write_table(out, args.out)
+            print(f"predicted {out.num_rows} rows -> {args.out}")
+        else:
+            import pyarrow.csv as pacsv
+
+            pacsv.write_csv(out, sys.stdout.buffer)
+        return 0
+    needed = ("hardware", "model", "framework", "input_tokens", "output_tokens", "batch_size")
+    missing = [f"--{n.replace('_', '-')}" for n in needed if getattr(args, n) is None]
+    if missing:
+        raise ReaderError(f"give an input file or all of {', '.join(missing)}")
+    row = {
+        "hardware": [args.hardware], "num_devices": [args.num_devices],
+        "framework": [args.framework], "model": [args.model], "precision": [args.precision],
+        "input_tokens": [args.input_tokens], "output_tokens": [args.output_tokens],
+        "batch_size": [args.batch_size],
+    }
+    out = predictor.predict(pa.table(row), engine=args.engine).to_pylist()[0]
+    if args.json:
+        print(json.dumps(out))
+    else:
+        _print_one(out)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import run_all
+    from .report_tables import markdown, replace_section, to_json
+
+    results = run_all(args.data, protocols=args.protocol, methods=tuple(args.methods.split(",")),
+                      seed=args.seed, source=args.source, progress=args.progress)
+    text = to_json(results) if args.format == "json" else markdown(results)
+    if args.out:
+        Path(args.out).write_text(text)
+    if args.readme:
+        replace_section(args.readme, "evaluation", markdown(results))
+        print(f"updated the evaluation section of {args.readme}", file=sys.stderr)
+    if not args.out:
+        print(text)
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .predictor import default_bundle_path, load
+
+    p = load(args.bundle)
+    m = p.manifest
+    t = m["training"]
+    print(f"bundle      {args.bundle or default_bundle_path()}")
+    print(f"format      {m['format_version']}   loss {m['loss']}   seed {m['seed']}")
+    print(f"training    {t['rows']} rows, {t['curves']} curves ({t['curves_trained']} trained), "
+          f"sha256 {t['digest_sha256'][:16]}...")
+    print(f"hardware    {', '.join(t['hardware'])}")
+    print(f"models      {', '.join(t['models'])}")
+    print(f"frameworks  {', '.join(t['frameworks'])}")
+    print(f"features    {len(m['feature_names'])}   targets {', '.join(m['target_names'])}")
+    print("versions    " + ", ".join(f"{k} {v}" for k, v in sorted(m["versions"].items())))
+    for name, value in sorted(m.get("metrics", {}).items()):
+        print(f"metric      {name}: {value}")
+    for name, digest in sorted(m["files"].items()):
+        print(f"file        {name}  sha256 {digest[:16]}...")
+    return 0
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    return None
+    from .curves import DEFAULT_LOSS, LOSSES
+
+    p = sub.add_parser("train", help="train a model bundle on benchmark files")
+    p.add_argument("data", nargs="+")
+    p.add_argument("--out", required=True, help="bundle folder to write")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--loss", choices=LOSSES, default=DEFAULT_LOSS)
+    p.add_argument("--source", default=None)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="predict one workload (flags) or a table (INPUT --out)")
+    p.add_argument("input", nargs="?", help="workload table (CSV, Parquet, Arrow)")
+    p.add_argument("--out", help="output table (.parquet, .csv, .arrow); CSV on stdout if omitted")
+    p.add_argument("--bundle", default=None, help="model bundle folder (default: shipped model)")
+    p.add_argument("--engine", choices=("compiled", "onnxruntime"), default="compiled")
+    p.add_argument("--hardware")
+    p.add_argument("--num-devices", type=int, default=1)
+    p.add_argument("--framework")
+    p.add_argument("--model")
+    p.add_argument("--precision", default="fp16")
+    p.add_argument("--input-tokens", type=int)
+    p.add_argument("--output-tokens", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--json", action="store_true", help="print the single prediction as JSON")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="run the evaluation protocols on benchmark files")
+    p.add_argument("data", nargs="+", help="one table per data source")
+    p.add_argument("--protocol", action="append", choices=("P0", "P1", "P2", "P3", "P3-model"),
+                   help="repeatable; default: all")
+    p.add_argument("--methods", default="ala_fast,published,direct_gbr,nn_params")
+    p.add_argument("--format", choices=("markdown", "json"), default="markdown")
+    p.add_argument("--out", help="write the tables to this file")
+    p.add_argument("--readme", help="rewrite the evaluation section of this README")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--source", default=None)
+    p.add_argument("--progress", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("info", help="what a bundle contains")
+    p.add_argument("bundle", nargs="?", default=None)
+    p.set_defaults(func=cmd_info)

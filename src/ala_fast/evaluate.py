@@ -62,3 +62,39 @@ def protocol_p2(table: pa.Table, loss: str = DEFAULT_LOSS) -> dict:
     tx, ty = np.concatenate(test_x), np.concatenate(test_y)
     pred = eval_curve(p[seg, 0], p[seg, 1], p[seg, 2], tx)
     return {"protocol": "P2", "loss": loss, "curves": len(sizes), **ape_summary(ape(pred, ty))}
+
+
+def run_all(paths: list[str], protocols: list[str] | None = None,
+            methods: tuple[str, ...] = ("ala_fast", "published", "direct_gbr", "nn_params"),
+            seed: int = 0, source: str | None = None, progress: bool = False) -> list[dict]:
+    """Every requested protocol on every file (one data source each); JSON-ready results."""
+    import warnings
+    from pathlib import Path
+
+    from .protocols import run_protocol
+    from .readers import read_benchmarks
+
+    protocols = protocols or ["P0", "P2", "P1", "P3", "P3-model"]
+    results = []
+    for path in paths:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            table = read_benchmarks(path, source=source)
+        name = Path(path).parent.name or Path(path).stem
+        for proto in protocols:
+            if proto in ("P0", "P2"):
+                fn = protocol_p0 if proto == "P0" else protocol_p2
+                per_loss = {f"curve fit, loss={loss}": fn(table, loss) for loss in ("l2", "relative")}
+                r = {"protocol": f"{proto} ({'curve fit' if proto == 'P0' else 'unseen batch sizes'})",
+                     "rows": next(iter(per_loss.values()))["rows"],
+                     "curves": next(iter(per_loss.values()))["curves"],
+                     "methods": {k: {kk: vv for kk, vv in v.items() if kk.endswith("_ape")}
+                                 for k, v in per_loss.items()}}
+            else:
+                by = "model" if proto == "P3-model" else "hardware"
+                r = run_protocol(table, proto[:2], seed=seed, methods=methods, by=by,
+                                 progress=progress)
+                r.pop("_rows")
+            r["source"] = name
+            results.append(r)
+    return results

@@ -1,0 +1,111 @@
+"""The model bundle: a folder with ONNX models, Arrow tables and a manifest.
+
+``manifest.json`` records the format version, feature names and order, target names, library
+and dependency versions, the training data digest, metrics and the sha256 of every file.
+Saving writes a temporary sibling folder and renames it into place, so a crash never leaves
+half a bundle; loading verifies the format version and every digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+
+from .errors import BundleError
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def table_to_ipc(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    with pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+def ipc_to_table(data: bytes) -> pa.Table:
+    return pa.ipc.open_file(pa.BufferReader(data)).read_all()
+
+
+def table_digest(table: pa.Table) -> str:
+    """sha256 of a table's content (schema without metadata + data)."""
+    return sha256_bytes(table_to_ipc(table.replace_schema_metadata(None)))
+
+
+def dependency_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("ala_fast", "numpy", "numba", "pyarrow", "onnx", "onnxruntime", "scikit-learn",
+                 "skl2onnx"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def write_bundle(path: str | Path, files: dict[str, bytes], manifest: dict) -> Path:
+    """Write ``files`` and the manifest atomically to folder ``path`` (replacing it)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    manifest = dict(manifest)
+    manifest["format_version"] = FORMAT_VERSION
+    manifest["files"] = {name: sha256_bytes(data) for name, data in sorted(files.items())}
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    os.chmod(tmp, 0o755)
+    try:
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        old = None
+        if path.exists():
+            old = path.parent / f".{path.name}.old.{os.getpid()}"
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def read_bundle(path: str | Path) -> tuple[dict, dict[str, bytes]]:
+    """Read and verify a bundle; returns (manifest, {file name: bytes})."""
+    path = Path(path)
+    mpath = path / MANIFEST
+    if not mpath.is_file():
+        raise BundleError(f"{path}: not a model bundle (no {MANIFEST})")
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{mpath}: corrupted manifest: {exc}") from exc
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise BundleError(
+            f"{path}: bundle format version {version!r}, this ala_fast reads version "
+            f"{FORMAT_VERSION}; retrain with `ala-fast train` or use a matching ala_fast"
+        )
+    files = {}
+    for name, digest in manifest.get("files", {}).items():
+        fpath = path / name
+        if not fpath.is_file():
+            raise BundleError(f"{path}: file {name} listed in the manifest is missing")
+        data = fpath.read_bytes()
+        if sha256_bytes(data) != digest:
+            raise BundleError(f"{fpath}: sha256 does not match the manifest (corrupted or edited)")
+        files[name] = data
+    return manifest, files
