@@ -41,7 +41,7 @@ def ipc_to_table(data: bytes) -> pa.Table:
 
 def table_digest(table: pa.Table) -> str:
     """sha256 of a table's content (schema without metadata + data)."""
-    return sha256_bytes(table_to_ipc(table.replace_schema_metadata(None)))
+    return sha256_bytes(table_to_ipc(table.replace_schema_metadata(None).combine_chunks()))
 
 
 def dependency_versions() -> dict[str, str]:

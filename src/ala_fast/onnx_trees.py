@@ -22,38 +22,94 @@ PARALLEL_ROWS = 4096  # below this, the serial evaluator (no thread start-up) is
 class TreeArrays:
     """A tree ensemble flattened into node arrays (global node numbering)."""
 
-    roots: np.ndarray  # int64 [n_trees]
-    tree_target: np.ndarray  # int64 [n_trees]
-    feature: np.ndarray  # int64 [n_nodes]
+    roots: np.ndarray  # int32 [n_trees]
+    tree_target: np.ndarray  # int32 [n_trees]
+    feature: np.ndarray  # int32 [n_nodes]
     threshold: np.ndarray  # float32 [n_nodes]
     mode: np.ndarray  # int8 [n_nodes]
-    left: np.ndarray  # int64 [n_nodes] (the "true" branch)
-    right: np.ndarray  # int64 [n_nodes]
+    left: np.ndarray  # int32 [n_nodes] (the "true" branch)
+    right: np.ndarray  # int32 [n_nodes]
     value: np.ndarray  # float64 [n_nodes] (leaf weight, 0 for branches)
     base: np.ndarray  # float64 [n_targets]
     n_features: int
+    perfect: tuple | None = None  # (depth, feat [T, 2^D-1], thr [T, 2^D-1], leaf [T, 2^D])
 
     @property
     def n_targets(self) -> int:
         return int(self.base.shape[0])
 
-    def predict(self, x: np.ndarray, parallel: bool | None = None) -> np.ndarray:
-        """Raw ensemble output (rows x n_targets, float64) for float32 features."""
+    def predict(self, x: np.ndarray, parallel: bool | None = None,
+                layout: str = "auto") -> np.ndarray:
+        """Raw ensemble output (rows x n_targets, float64) for float32 features.
+
+        ``layout="perfect"`` uses the padded branch-free trees (the default when the ensemble
+        allows it), ``"general"`` the node-by-node evaluator of any ONNX tree ensemble.
+        """
         from ._kernels import trees as k
 
         x = np.ascontiguousarray(x, np.float32)
         if x.ndim != 2 or x.shape[1] != self.n_features:
             raise ValueError(f"expected a (rows, {self.n_features}) feature matrix, got {x.shape}")
         out = np.empty((x.shape[0], self.n_targets))
-        args = (self.roots, self.tree_target, self.feature, self.threshold, self.mode, self.left,
-                self.right, self.value, self.base)
         if parallel is None:
             parallel = x.shape[0] >= PARALLEL_ROWS
+        perfect = self.perfect if layout == "auto" else (self.perfect if layout == "perfect" else None)
+        if layout == "perfect" and perfect is None:
+            raise ValueError("this ensemble has no perfect-tree layout (deep or non-LEQ splits)")
+        if perfect is not None:
+            depth, feat, thr, leaf = perfect
+            if parallel:
+                k.predict_perfect_parallel(x, depth, feat, thr, leaf, self.tree_target, self.base, out)
+            else:
+                k.predict_perfect_rows(x, 0, x.shape[0], depth, feat, thr, leaf, self.tree_target,
+                                       self.base, out)
+            return out
+        args = (self.roots, self.tree_target, self.feature, self.threshold, self.mode, self.left,
+                self.right, self.value, self.base)
         if parallel:
             k.predict_parallel(x, *args, out)
         else:
             k.predict_rows(x, 0, x.shape[0], *args, out)
         return out
+
+
+MAX_PERFECT_DEPTH = 8
+
+
+def perfect_layout(t: "TreeArrays") -> tuple | None:
+    """Pad every tree to a perfect binary tree of the ensemble's depth (LEQ splits only)."""
+    if np.any((t.mode != 0) & (t.mode != 1)):
+        return None
+
+    def depth_of(node: int) -> int:
+        if t.mode[node] == 0:
+            return 0
+        return 1 + max(depth_of(int(t.left[node])), depth_of(int(t.right[node])))
+
+    depth = max(depth_of(int(r)) for r in t.roots)
+    if depth > MAX_PERFECT_DEPTH:
+        return None
+    depth = max(depth, 1)
+    n_inner = 2**depth - 1
+    n_trees = t.roots.size
+    feat = np.zeros((n_trees, n_inner), np.int32)
+    thr = np.full((n_trees, n_inner), np.inf, np.float32)
+    leaf = np.zeros((n_trees, n_inner + 1), np.float64)
+    for ti, root in enumerate(t.roots):
+        stack = [(int(root), 0)]
+        while stack:
+            node, pos = stack.pop()
+            if pos >= n_inner:  # a leaf slot
+                leaf[ti, pos - n_inner] = t.value[node]
+            elif t.mode[node] == 0:  # leaf above full depth: split on +inf, both sides the leaf
+                stack.append((node, 2 * pos + 1))
+                stack.append((node, 2 * pos + 2))
+            else:
+                feat[ti, pos] = t.feature[node]
+                thr[ti, pos] = t.threshold[node]
+                stack.append((int(t.left[node]), 2 * pos + 1))
+                stack.append((int(t.right[node]), 2 * pos + 2))
+    return depth, feat, thr, leaf
 
 
 def _tree_node(model) -> object:
@@ -99,11 +155,16 @@ def tree_arrays(onnx_bytes: bytes) -> TreeArrays:
     if "base_values" in att:
         base[:] = np.asarray(att["base_values"], np.float32).astype(np.float64)
     n_features = model.graph.input[0].type.tensor_type.shape.dim[1].dim_value
-    return TreeArrays(
-        roots=roots, tree_target=tree_target, feature=np.asarray(att["nodes_featureids"], np.int64),
-        threshold=np.asarray(att["nodes_values"], np.float32), mode=modes, left=left, right=right,
+    general = TreeArrays(
+        roots=roots.astype(np.int32), tree_target=tree_target.astype(np.int32),
+        feature=np.asarray(att["nodes_featureids"], np.int32),
+        threshold=np.asarray(att["nodes_values"], np.float32), mode=modes,
+        left=left.astype(np.int32), right=right.astype(np.int32),
         value=value, base=base, n_features=int(n_features),
     )
+    from dataclasses import replace
+
+    return replace(general, perfect=perfect_layout(general))
 
 
 class OrtModel:

@@ -37,17 +37,29 @@ def _descend(x, row, root, feature, threshold, mode, left, right):
         node = left[node] if go_left else right[node]
 
 
+BLOCK = 128  # rows evaluated together, tree by tree, so one tree's nodes stay in cache
+
+
 @jit
 def predict_rows(x, lo, hi, roots, tree_target, feature, threshold, mode, left, right, value,
                  base, out):
-    """out[i, :] = base + sum of the leaves reached by row i, for rows lo:hi."""
+    """out[i, :] = base + sum of the leaves reached by row i, for rows lo:hi.
+
+    Rows go in blocks; within a block the loop runs tree by tree (all rows through one tree)
+    so the nodes of that tree stay in cache.
+    """
     n_targets = base.shape[0]
     for i in range(lo, hi):
         for k in range(n_targets):
             out[i, k] = base[k]
+    for start in range(lo, hi, BLOCK):
+        stop = min(start + BLOCK, hi)
         for t in range(roots.shape[0]):
-            leaf = _descend(x, i, roots[t], feature, threshold, mode, left, right)
-            out[i, tree_target[t]] += value[leaf]
+            root = roots[t]
+            tgt = tree_target[t]
+            for i in range(start, stop):
+                leaf = _descend(x, i, root, feature, threshold, mode, left, right)
+                out[i, tgt] += value[leaf]
     return out
 
 
@@ -55,11 +67,48 @@ def predict_rows(x, lo, hi, roots, tree_target, feature, threshold, mode, left, 
 def predict_parallel(x, roots, tree_target, feature, threshold, mode, left, right, value, base,
                      out):
     n = x.shape[0]
-    block = 256
+    block = 1024
     nblocks = (n + block - 1) // block
     for bi in prange(nblocks):
         lo = bi * block
         hi = min(lo + block, n)
         predict_rows(x, lo, hi, roots, tree_target, feature, threshold, mode, left, right, value,
                      base, out)
+    return out
+
+
+# --------------------------------------------------------------------------- perfect trees
+# Shallow trees with only BRANCH_LEQ splits are padded to perfect binary trees of one depth D
+# (a leaf above depth D becomes a split with threshold +inf whose subtree repeats the leaf).
+# Traversal is then branch-free: node = 2*node + 1 + (x > threshold), D times.
+
+
+@jit
+def predict_perfect_rows(x, lo, hi, depth, feat, thr, leaf, tree_target, base, out):
+    n_targets = base.shape[0]
+    n_inner = feat.shape[1]
+    for i in range(lo, hi):
+        for k in range(n_targets):
+            out[i, k] = base[k]
+    for start in range(lo, hi, BLOCK):
+        stop = min(start + BLOCK, hi)
+        for t in range(feat.shape[0]):
+            tgt = tree_target[t]
+            for i in range(start, stop):
+                node = 0
+                for _ in range(depth):
+                    node = 2 * node + 1 + (1 if x[i, feat[t, node]] > thr[t, node] else 0)
+                out[i, tgt] += leaf[t, node - n_inner]
+    return out
+
+
+@jit_parallel
+def predict_perfect_parallel(x, depth, feat, thr, leaf, tree_target, base, out):
+    n = x.shape[0]
+    block = 1024
+    nblocks = (n + block - 1) // block
+    for bi in prange(nblocks):
+        lo = bi * block
+        hi = min(lo + block, n)
+        predict_perfect_rows(x, lo, hi, depth, feat, thr, leaf, tree_target, base, out)
     return out

@@ -1,0 +1,56 @@
+"""The ala-fast command end to end (in-process)."""
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from ala_fast.cli import main
+
+from .conftest import TRTLLM
+
+
+def test_predict_one_workload(capsys):
+    assert main(["predict", "--hardware", "H100", "--model", "llama-2-7b", "--framework", "trt-llm",
+                 "--input-tokens", "512", "--output-tokens", "256", "--batch-size", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "output tokens/s" in out and "latency" in out
+    assert main(["predict", "--hardware", "H100", "--model", "llama-2-7b", "--framework", "vllm",
+                 "--input-tokens", "512", "--output-tokens", "256", "--batch-size", "32", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["throughput"] > 0 and row["basis"] in ("fitted", "learned")
+
+
+def test_predict_missing_flags_and_bad_values(capsys):
+    assert main(["predict", "--hardware", "H100"]) == 2
+    assert "--model" in capsys.readouterr().err
+    assert main(["predict", "--hardware", "H100", "--model", "m", "--framework", "vllm",
+                 "--input-tokens", "0", "--output-tokens", "5", "--batch-size", "1"]) == 2
+    assert "input_tokens" in capsys.readouterr().err
+
+
+def test_predict_table(tmp_path, capsys):
+    w = pa.table({"hardware": ["H100", "L40S"], "num_devices": [1, 2], "framework": ["vllm", "trt-llm"],
+                  "model": ["llama-2-7b", "mistral-7b"], "input_tokens": [128, 2048],
+                  "output_tokens": [128, 128], "batch_size": [8, 16]})
+    pq.write_table(w, tmp_path / "w.parquet")
+    assert main(["predict", str(tmp_path / "w.parquet"), "--out", str(tmp_path / "p.parquet")]) == 0
+    out = pq.read_table(tmp_path / "p.parquet")
+    assert out.num_rows == 2 and "throughput" in out.column_names
+
+
+def test_fit_train_info(tmp_path, capsys):
+    if not TRTLLM.exists():
+        pytest.skip("shared data not available")
+    assert main(["fit", str(TRTLLM), "--out", str(tmp_path / "p.csv")]) == 0
+    assert "fitted 385 curves" in capsys.readouterr().out
+    assert (tmp_path / "p.csv").stat().st_size > 0
+    assert main(["info"]) == 0
+    assert "training" in capsys.readouterr().out
+
+
+def test_fit_rejects_non_table(tmp_path, capsys):
+    (tmp_path / "x.bin").write_bytes(b"\x00\x01")
+    assert main(["fit", str(tmp_path / "x.bin")]) == 2
+    assert "unknown file type" in capsys.readouterr().err

@@ -1,0 +1,233 @@
+"""Learned model: features, ONNX parity, bundle round trip, prediction, default bundle."""
+
+import json
+import shutil
+import warnings
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import ala_fast
+from ala_fast import features
+from ala_fast.augment import BoostingParams, predict_sklearn
+from ala_fast.catalog import config_key, hardware_id, model_id, resolve_hardware, resolve_model
+from ala_fast.learner import curve_set
+from ala_fast.predictor import default_bundle_path
+from ala_fast.readers import concat_tables
+from ala_fast.targets import params_to_targets, targets_to_params
+
+# ONNX Runtime sums leaves in float32; the compiled evaluator and scikit-learn in float64
+PARITY_ATOL = 1e-4  # on the targets (log scale): 1e-4 is a 0.01% throughput difference
+
+
+@pytest.fixture(scope="module")
+def small_table(trtllm):
+    """A quick training table: two GPUs of the TRT-LLM sweep."""
+    mask = pa.compute.is_in(trtllm.column("hardware"), pa.array(["H100 80GB HBM3", "L40S"]))
+    return concat_tables([trtllm.filter(mask)])
+
+
+@pytest.fixture(scope="module")
+def small_predictor(small_table):
+    return ala_fast.train(small_table, seed=0, boosting=BoostingParams(n_estimators=60))
+
+
+def test_catalog_aliases():
+    for name in ("H100 80GB HBM3", "Nvidia H100 GPU", "H100-SXM", "h100_sxm5", "NVIDIA H100"):
+        assert hardware_id(name) == "H100-SXM", name
+    assert hardware_id("H100 NVL") == "H100-NVL"
+    assert hardware_id("Intel PVC GPU") == hardware_id("Intel Max 1550") == "Max1550"
+    for name in ("meta-llama/Llama-2-7b-hf", "LLaMA v2 7B", "llama-2-7b-chat", "Llama-2-7B"):
+        assert model_id(name) == "llama-2-7b", name
+    assert model_id("meta-llama/Llama-3.3-70B-Instruct") == "llama-3.3-70b"
+    assert model_id("mistralai/Mistral-7B-Instruct-v0.3") == "mistral-7b"
+    for hw in ("A100", "H100 NVL", "H200", "GH200", "B200", "L40", "L40S", "MI250", "MI300X",
+               "MI325X", "MI355X", "Gaudi2", "Intel Max 1550", "SN40L"):
+        assert resolve_hardware(hw) is not None, hw
+    for m in ("gpt-oss-120b", "deepseek-ai/DeepSeek-R1", "Qwen/Qwen2-72B", "Falcon 180B",
+              "Mixtral 8x7B", "meta-llama/Llama-3.1-405B"):
+        assert resolve_model(m) is not None, m
+    assert resolve_hardware("TPU v9") is None and resolve_model("my-private-model") is None
+
+
+def test_every_shared_name_resolves(argonne, trtllm):
+    for t in (argonne, trtllm):
+        for h in set(t.column("hardware").to_pylist()):
+            assert resolve_hardware(h) is not None, h
+        for m in set(t.column("model").to_pylist()):
+            assert resolve_model(m) is not None, m
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    hw=st.sampled_from(["H100", "A100-SXM4-80GB", "MI300X", "mystery-chip"]),
+    nd=st.sampled_from([1, 2, 4, 8]),
+    fw=st.sampled_from(["vllm", "TensorRT-LLM", "sglang", "newthing"]),
+    model=st.sampled_from(["llama-2-7b", "Mixtral 8x7B", "unknown-model"]),
+    prec=st.sampled_from(["fp16", "fp8", "Mixed"]),
+    ii=st.integers(1, 32768), oo=st.integers(1, 32768),
+)
+def test_features_identical_for_training_and_prediction(hw, nd, fw, model, prec, ii, oo):
+    """The row-wise path (prediction) and the table path (training) give the same matrix."""
+    table = pa.table({"hardware": [hw], "num_devices": [nd], "framework": [fw], "model": [model],
+                      "precision": [prec], "input_tokens": [ii], "output_tokens": [oo],
+                      "batch_size": [1], "throughput": [1.0]})
+    table = ala_fast.validate(table, require_throughput=True)
+    x_table, _ = features.table_features(table)
+    cfg = features.config_vector(hw, nd, fw, model, prec, "static")
+    x_row = features.build_features(cfg[None, :], np.array([ii]), np.array([oo]))
+    np.testing.assert_array_equal(x_table, x_row)
+    assert x_row.shape == (1, features.N_FEATURES) and np.isfinite(x_row).all()
+
+
+def test_targets_round_trip(trtllm):
+    cs = curve_set(ala_fast.fit_curves(trtllm))
+    z = cs.targets()
+    a, b, c = targets_to_params(z, cs.roof_batch1, cs.roof_knee)
+    t1 = cs.c - cs.a * np.exp(-cs.b)
+    ok = (t1 > 1e-3 * cs.c)  # curves whose batch-1 value is positive round-trip exactly
+    assert ok.mean() > 0.95
+    bb = np.array([1.0, 8, 64, 512])
+    np.testing.assert_allclose((c[ok, None] - a[ok, None] * np.exp(-b[ok, None] * bb)),
+                               (cs.c[ok, None] - cs.a[ok, None] * np.exp(-cs.b[ok, None] * bb)),
+                               rtol=1e-9)
+    # any target vector gives a valid curve: positive and non-decreasing in batch size
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 3, (1000, 3))
+    a, b, c = targets_to_params(z, np.full(1000, 100.0), np.full(1000, 30.0))
+    curve = c[:, None] - a[:, None] * np.exp(-b[:, None] * np.array([1.0, 2, 64, 4096]))
+    assert (curve > 0).all() and (np.diff(curve, axis=1) >= 0).all()
+
+
+def test_onnx_parity_sklearn_ort_compiled(small_predictor, argonne):
+    """scikit-learn vs ONNX Runtime vs the compiled evaluator on rows the model never saw."""
+    x, _ = features.table_features(argonne.slice(0, 2000))
+    sk = predict_sklearn(small_predictor.sklearn_models, x)
+    ort = small_predictor.raw_targets(x, engine="onnxruntime")
+    comp = small_predictor.raw_targets(x, engine="compiled")
+    np.testing.assert_allclose(comp, sk, atol=PARITY_ATOL, rtol=0)
+    np.testing.assert_allclose(ort, sk, atol=PARITY_ATOL, rtol=0)
+    np.testing.assert_allclose(ort, comp, atol=PARITY_ATOL, rtol=0)
+
+
+def test_compiled_parallel_equals_serial(small_predictor, argonne):
+    x, _ = features.table_features(argonne)
+    t = small_predictor._trees
+    np.testing.assert_array_equal(t.predict(x, parallel=True), t.predict(x, parallel=False))
+
+
+def test_bundle_round_trip_and_corruption(small_predictor, tmp_path, trtllm):
+    path = small_predictor.save(tmp_path / "b")
+    loaded = ala_fast.load(path)
+    w = trtllm.slice(0, 300)
+    a = small_predictor.predict(w)
+    b = loaded.predict(w)
+    assert a.equals(b)
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["format_version"] == 1 and set(manifest["files"]) == {"params.onnx", "curves.arrow"}
+    assert manifest["feature_names"] == list(features.FEATURE_NAMES)
+
+    bad = tmp_path / "corrupt"
+    shutil.copytree(path, bad)
+    data = bytearray((bad / "params.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (bad / "params.onnx").write_bytes(bytes(data))
+    with pytest.raises(ala_fast.BundleError, match="sha256"):
+        ala_fast.load(bad)
+
+    wrong = tmp_path / "wrong"
+    shutil.copytree(path, wrong)
+    m = json.loads((wrong / "manifest.json").read_text())
+    m["format_version"] = 99
+    (wrong / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ala_fast.BundleError, match="format version 99"):
+        ala_fast.load(wrong)
+
+    (wrong / "manifest.json").write_text("{not json")
+    with pytest.raises(ala_fast.BundleError, match="corrupted manifest"):
+        ala_fast.load(wrong)
+    with pytest.raises(ala_fast.BundleError, match="not a model bundle"):
+        ala_fast.load(tmp_path / "nothing-here")
+
+    missing = tmp_path / "missing"
+    shutil.copytree(path, missing)
+    (missing / "curves.arrow").unlink()
+    with pytest.raises(ala_fast.BundleError, match="missing"):
+        ala_fast.load(missing)
+
+
+def test_save_replaces_atomically(small_predictor, tmp_path):
+    target = tmp_path / "bundle"
+    small_predictor.save(target)
+    small_predictor.save(target)  # overwrite keeps a valid bundle and leaves no temp folders
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
+    ala_fast.load(target)
+
+
+def test_predict_fitted_learned_and_unknown(small_predictor, small_table):
+    rows = small_table.slice(0, 5)
+    out = small_predictor.predict(rows)
+    assert set(out.column("basis").to_pylist()) == {"fitted"}
+    measured = out.column("measured_throughput").to_numpy()
+    pred = out.column("throughput").to_numpy()
+    assert np.all(np.abs(pred / measured - 1) < 0.5)
+    np.testing.assert_allclose(out.column("latency_s").to_numpy(),
+                               rows.column("output_tokens").to_numpy() * rows.column("batch_size").to_numpy() / pred)
+    w = pa.table({"hardware": ["never-seen-accelerator", "H100", "B200"], "num_devices": [1, 2, 8],
+                  "framework": ["vllm", "trt-llm", "sglang"],
+                  "model": ["secret-model", "LLaMA v2 7B", "deepseek-r1"],
+                  "input_tokens": [100, 333, 4000], "output_tokens": [10, 77, 1000],
+                  "batch_size": [1, 5, 100]})
+    out = small_predictor.predict(w)
+    thpt = out.column("throughput").to_numpy()
+    assert np.isfinite(thpt).all() and (thpt > 0).all()
+    assert out.column("basis").to_pylist() == ["learned"] * 3
+
+
+def test_predict_rejects_invalid_workloads(small_predictor):
+    w = {"hardware": ["H100", "H100"], "num_devices": [1, 1], "framework": ["vllm", "vllm"],
+         "model": ["m", "m"], "input_tokens": [128, 0], "output_tokens": [128, 128],
+         "batch_size": [1, 1]}
+    with pytest.raises(ala_fast.ValidationError, match="input_tokens.*row.*1"):
+        small_predictor.predict(pa.table(w))
+    w["input_tokens"] = [128, None]
+    with pytest.raises(ala_fast.ValidationError, match="no nulls"):
+        small_predictor.predict(pa.table(w))
+    with pytest.raises(ala_fast.SchemaError):
+        small_predictor.predict([1, 2, 3])
+
+
+def test_training_is_deterministic(small_table):
+    p1 = ala_fast.train(small_table, seed=3, boosting=BoostingParams(n_estimators=20))
+    p2 = ala_fast.train(small_table, seed=3, boosting=BoostingParams(n_estimators=20))
+    assert p1.onnx_bytes() == p2.onnx_bytes()
+
+
+def test_default_bundle_loads_from_anywhere(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    p = ala_fast.load()
+    assert p.manifest["training"]["curves"] > 1000
+    assert default_bundle_path().is_dir()
+
+
+def test_default_bundle_is_reproduced_by_training(argonne, trtllm):
+    """`ala-fast train <both shared files> --seed 0` rebuilds the shipped bundle."""
+    shipped = ala_fast.load()
+    table = concat_tables([argonne, trtllm])
+    from ala_fast.bundle import table_digest
+    from ala_fast.schema import CANONICAL_SCHEMA
+
+    assert table_digest(table.select(CANONICAL_SCHEMA.names)) == shipped.manifest["training"]["digest_sha256"]
+    fresh = ala_fast.train(table, seed=shipped.manifest["seed"], loss=shipped.manifest["loss"])
+    from ala_fast.bundle import dependency_versions
+
+    now, then = dependency_versions(), shipped.manifest["versions"]
+    if all(now.get(k) == then.get(k) for k in ("scikit-learn", "skl2onnx", "numpy", "onnx")):
+        assert fresh.onnx_bytes() == shipped.onnx_bytes()  # bit for bit with the same versions
+    x, _ = features.table_features(table)
+    np.testing.assert_allclose(fresh.raw_targets(x), shipped.raw_targets(x), atol=PARITY_ATOL)
+    a = fresh.predict(table).column("throughput").to_numpy()
+    b = shipped.predict(table).column("throughput").to_numpy()
+    np.testing.assert_allclose(a, b, rtol=1e-3)

@@ -1,0 +1,70 @@
+"""Evaluation protocols: fold structure, baselines on the same folds, metrics."""
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import ala_fast
+from ala_fast import protocols
+from ala_fast.evaluate import protocol_p0, protocol_p2
+from ala_fast.learner import curve_config_keys
+from ala_fast.metrics import ape, ape_summary
+from ala_fast.readers import concat_tables
+
+
+@pytest.fixture(scope="module")
+def two_gpus(trtllm):
+    mask = pa.compute.is_in(trtllm.column("hardware"), pa.array(["H100 80GB HBM3", "L40S", "A100-SXM4-80GB"]))
+    mask = pa.compute.and_(mask, pa.compute.is_in(trtllm.column("model"), pa.array(["LLaMA v2 7B", "Mistral 7B", "LLaMA v2 13B"])))
+    return concat_tables([trtllm.filter(mask)])
+
+
+def test_metrics():
+    e = ape(np.array([110.0, 90.0, 100.0]), np.array([100.0, 100.0, 100.0]))
+    np.testing.assert_allclose(e, [10, 10, 0])
+    s = ape_summary(np.arange(101.0))
+    assert s["median_ape"] == 50 and s["p90_ape"] == 90 and s["rows"] == 101
+
+
+def test_p1_folds_hold_out_one_shape_per_configuration(two_gpus):
+    params = ala_fast.fit_curves(two_gpus)
+    keys = params.select(["hardware", "num_devices", "framework", "model", "precision",
+                          "input_tokens", "output_tokens", "batch_kind"])
+    fold = protocols.folds_p1(keys, seed=0)
+    configs = curve_config_keys(keys)
+    for f in np.unique(fold):
+        held = [configs[i] for i in np.flatnonzero(fold == f)]
+        assert len(held) == len(set(held)), "a fold holds out two shapes of one configuration"
+    assert np.array_equal(fold, protocols.folds_p1(keys, seed=0))
+
+
+def test_p3_folds_group_aliases(argonne):
+    params = ala_fast.fit_curves(argonne)
+    fold, names = protocols.folds_p3(params, "hardware")
+    assert "Max1550" in names and len(names) == 8  # PVC and Max 1550 are one device
+
+
+def test_p1_and_p3_run_all_methods(two_gpus):
+    r1 = protocols.run_protocol(two_gpus, "P1", methods=protocols.METHODS)
+    for m in protocols.METHODS:
+        s = r1["methods"][m]
+        assert s["rows"] > 100 and np.isfinite(s["median_ape"])
+    assert r1["methods"]["published"]["answered"] == 1.0
+    r3 = protocols.run_protocol(two_gpus, "P3", methods=("ala_fast", "published"))
+    assert r3["methods"]["published"]["answered"] == 0.0  # no answer for unseen hardware
+    assert r3["methods"]["ala_fast"]["answered"] == 1.0
+    rows = r3["_rows"]
+    # every row was held out exactly once and predicted from a model that never saw its hardware
+    assert np.isfinite(rows["pred"]["ala_fast"]).all()
+
+
+def test_p0_p2_report(trtllm):
+    p0 = protocol_p0(trtllm, "relative")
+    p2 = protocol_p2(trtllm, "relative")
+    assert p0["curves"] == p2["curves"] > 300
+    assert p0["median_ape"] < p2["median_ape"]
+
+
+def test_ala_fast_beats_published_on_p1(two_gpus):
+    r = protocols.run_protocol(two_gpus, "P1", methods=("ala_fast", "published"))
+    assert r["methods"]["ala_fast"]["median_ape"] < r["methods"]["published"]["median_ape"]
