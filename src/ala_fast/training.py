@@ -10,14 +10,19 @@ from .bundle import dependency_versions, table_digest, table_to_ipc
 from .curves import DEFAULT_LOSS, PUBLISHED_BOUNDS, fit_curves
 from .features import FEATURE_NAMES, N_FEATURES
 from .learner import MIN_POINTS_TRAIN, curve_set, fit_learned, trainable
-from .predictor import CURVES_FILE, PARAMS_ONNX, Predictor
+from .grouping import group_codes
+from .predictor import (
+    CALIBRATION_FILE, CURVES_FILE, ERROR_ONNX, PARAMS_ONNX, REFERENCE_FILE, Predictor,
+)
+from .uncertainty import ERROR_FEATURE_NAMES, SIGMA_FLOOR, conformal_quantile, fit_uncertainty
 from .readers import concat_tables
-from .schema import CANONICAL_SCHEMA, validate
+from .schema import CANONICAL_SCHEMA, CURVE_KEY, validate
 from .targets import TARGET_NAMES
 
 
 def train(table: pa.Table, seed: int = 0, loss: str = DEFAULT_LOSS,
-          boosting: BoostingParams | None = None) -> Predictor:
+          boosting: BoostingParams | None = None, coverage: float = 0.9,
+          progress: bool | None = False) -> Predictor:
     """Fit curves, train the parameter model, export it to ONNX; returns a :class:`Predictor`.
 
     Deterministic for a given table, seed and dependency versions.
@@ -35,6 +40,14 @@ def train(table: pa.Table, seed: int = 0, loss: str = DEFAULT_LOSS,
     boosting = boosting or BoostingParams()
     learned = fit_learned(curves, idx, seed, boosting)
     onnx_bytes = export_onnx(learned.models, N_FEATURES, name="ala_fast_params")
+    codes, _ = group_codes(table, CURVE_KEY)
+    rows = (codes, table.column("batch_size").to_numpy().astype(np.float64),
+            table.column("throughput").to_numpy())
+    unc = fit_uncertainty(curves, rows, idx, seed, progress=progress)
+    error_onnx = export_onnx(unc.error_models, len(ERROR_FEATURE_NAMES), name="ala_fast_error")
+    reference = pa.table({f"v{j}": unc.scaler.transform(curves.x[idx])[:, j]
+                          for j in range(N_FEATURES)}).append_column("curve", pa.array(idx))
+    calibration = pa.table({"score": unc.calibration_scores})
     resid = np.full((len(curves), len(TARGET_NAMES)), np.nan)
     resid[idx] = learned.residuals
     is_train = np.zeros(len(curves), bool)
@@ -43,6 +56,8 @@ def train(table: pa.Table, seed: int = 0, loss: str = DEFAULT_LOSS,
     for j, name in enumerate(TARGET_NAMES):
         curves_table = curves_table.append_column(f"residual_{name}", pa.array(resid[:, j]))
     curves_table = curves_table.append_column("trainable", pa.array(is_train))
+    max_ape = np.minimum(params.column("max_ape").to_numpy(), 99.0)
+    curves_table = curves_table.append_column("fit_log_err", pa.array(-np.log1p(-max_ape / 100)))
     keys = params.select(["hardware", "model", "framework"]).to_pydict()
     manifest = {
         "library": "ala_fast",
@@ -63,9 +78,23 @@ def train(table: pa.Table, seed: int = 0, loss: str = DEFAULT_LOSS,
             "models": sorted(set(keys["model"])),
             "frameworks": sorted(set(keys["framework"])),
         },
-        "metrics": {},
+        "uncertainty": {
+            "error_feature_names": list(ERROR_FEATURE_NAMES),
+            "scaler_mean": unc.scaler.mean.tolist(),
+            "scaler_scale": unc.scaler.scale.tolist(),
+            "distance_scale": unc.distance_scale,
+            "sigma_floor": SIGMA_FLOOR,
+            "error_samples": int(unc.samples.curve.size),
+            "calibration_rows": int(unc.calibration_scores.size),
+        },
+        "metrics": {
+            "calibration_q90": conformal_quantile(unc.calibration_scores, 0.9),
+        },
     }
-    files = {PARAMS_ONNX: onnx_bytes, CURVES_FILE: table_to_ipc(curves_table)}
-    predictor = Predictor(manifest, files)
+    files = {PARAMS_ONNX: onnx_bytes, CURVES_FILE: table_to_ipc(curves_table),
+             ERROR_ONNX: error_onnx, REFERENCE_FILE: table_to_ipc(reference),
+             CALIBRATION_FILE: table_to_ipc(calibration)}
+    predictor = Predictor(manifest, files, coverage=coverage)
     predictor.sklearn_models = learned.models  # kept for parity checks; not saved
+    predictor.sklearn_error_models = unc.error_models
     return predictor

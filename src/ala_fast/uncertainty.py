@@ -1,0 +1,220 @@
+"""Uncertainty: similarity to what was observed, an error predictor and calibrated intervals.
+
+Training (``fit_uncertainty``)
+1. Hold-out rounds over the benchmarked curves: the P1-style folds (an unseen shape of a seen
+   configuration), leave-one-hardware-out folds (unseen hardware) and annealed hard-and-diverse
+   hold-out sets (:func:`anneal.holdout_subset`). Each round trains the parameter model on the
+   rest (a lighter boosting) and records, for every held-out curve, its features, its similarity
+   to the training rest and the observed errors of its rows.
+2. Error predictor: boosted trees map (curve features, similarity features) to the expected
+   absolute log error ``sigma`` of the curve's predictions (exported to ONNX like the parameter
+   model).
+3. Split-conformal calibration on hold-out curves the error predictor did not see: scores
+   ``|log(pred / actual)| / sigma`` per row; the interval at coverage 1 - alpha is
+   ``pred * exp(+-q * sigma)`` with q the ceil((n + 1)(1 - alpha))-th smallest score.
+
+Confidence is ``exp(-d / d_ref)``: d the Euclidean distance of the workload's standardised
+feature vector to the nearest observed curve, d_ref the median of that distance over the
+hold-out samples; 1 for a benchmarked curve, falling toward 0 far from everything observed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from .features import FEATURE_NAMES
+
+SIM_FEATURES = ("nn_dist", "nn5_dist", "nn_cos_dist", "anchor_level", "n_siblings")
+ERROR_FEATURE_NAMES = FEATURE_NAMES + SIM_FEATURES
+K_NEIGHBOURS = 5
+SIGMA_FLOOR = 0.01  # 1% : no prediction is claimed to be better than this
+LIGHT_TREES = 150  # boosting rounds of the parameter model inside hold-out rounds
+ANNEAL_ROUNDS = 3
+ANNEAL_SHARE = 0.15
+
+
+@dataclass
+class Scaler:
+    mean: np.ndarray
+    scale: np.ndarray
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> "Scaler":
+        sd = x.std(axis=0)
+        return cls(x.mean(axis=0), np.where(sd > 0, sd, 1.0))
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return (np.asarray(x, np.float64) - self.mean) / self.scale
+
+
+def similarity_features(query_vectors: np.ndarray, ref_vectors: np.ndarray,
+                        query_configs: list[tuple], ref_config_counts: dict[tuple, int],
+                        ref_hardware: set[str]) -> np.ndarray:
+    """Similarity of queries to a reference set (one row per query, SIM_FEATURES order)."""
+    from .neighbors import knn
+
+    d, _ = knn(query_vectors, ref_vectors, K_NEIGHBOURS, "euclidean")
+    dc, _ = knn(query_vectors, ref_vectors, 1, "cosine")
+    level = np.array([2.0 if c in ref_config_counts else (1.0 if c[0] in ref_hardware else 0.0)
+                      for c in query_configs])
+    sib = np.array([float(ref_config_counts.get(c, 0)) for c in query_configs])
+    return np.column_stack([d[:, 0], d.mean(axis=1), dc[:, 0], level, sib])
+
+
+def config_counts(configs: list[tuple]) -> tuple[dict[tuple, int], set[str]]:
+    counts: dict[tuple, int] = {}
+    for c in configs:
+        counts[c] = counts.get(c, 0) + 1
+    return counts, {c[0] for c in configs}
+
+
+def conformal_quantile(scores: np.ndarray, coverage: float) -> float:
+    """Split-conformal quantile: the ceil((n+1) * coverage)-th smallest score (inf if n small)."""
+    s = np.sort(np.asarray(scores, np.float64))
+    n = s.size
+    rank = int(np.ceil((n + 1) * coverage))
+    if rank > n or n == 0:
+        return float("inf")
+    return float(s[rank - 1])
+
+
+# --------------------------------------------------------------------------- error samples
+def holdout_rounds(curves, train_idx: np.ndarray, seed: int) -> list[tuple[str, np.ndarray]]:
+    """Hold-out sets (indices into ``curves``) drawn from ``train_idx``."""
+    from .anneal import holdout_subset
+    from .catalog import hardware_id
+    from .protocols import folds_p1
+
+    rounds: list[tuple[str, np.ndarray]] = []
+    keys = curves.keys.take(pa.array(train_idx))
+    fold = folds_p1(keys, seed)
+    for f in np.unique(fold):
+        rounds.append((f"shape fold {f}", train_idx[fold == f]))
+    hw = np.array([hardware_id(h) for h in keys.column("hardware").to_pylist()])
+    if np.unique(hw).size > 1:
+        for h in np.unique(hw):
+            rounds.append((f"hardware {h}", train_idx[hw == h]))
+    scaler = Scaler.fit(curves.x[train_idx])
+    v = scaler.transform(curves.x[train_idx])
+    k = max(1, int(ANNEAL_SHARE * train_idx.size))
+    if train_idx.size > 10:
+        for r in range(ANNEAL_ROUNDS):
+            res = holdout_subset(v, k, seed=seed + 101 * r, lam=0.5 * (r + 1), steps=1500)
+            rounds.append((f"annealed {r}", train_idx[res["chosen"]]))
+    return rounds
+
+
+@dataclass
+class ErrorSamples:
+    """Per held-out curve: curve index, features, similarity, row errors (log ratios)."""
+
+    curve: np.ndarray
+    round_id: np.ndarray
+    x: np.ndarray  # ERROR_FEATURE_NAMES
+    row_curve: np.ndarray  # for each recorded row: index into the per-curve arrays
+    row_log_ratio: np.ndarray
+
+
+def error_samples(curves, table_rows: tuple[np.ndarray, np.ndarray, np.ndarray],
+                  train_idx: np.ndarray, seed: int, progress: bool | None = False) -> ErrorSamples:
+    """Run the hold-out rounds and record every held-out curve's errors."""
+    from .augment import BoostingParams
+    from .curves import evaluate as eval_curve
+    from .learner import curve_config_keys, fit_learned, params_from_outputs
+    from .progress import Progress
+
+    row_codes, bb, y = table_rows
+    rounds = holdout_rounds(curves, train_idx, seed)
+    configs_all = curve_config_keys(curves.keys)
+    light = BoostingParams(n_estimators=LIGHT_TREES, learning_rate=0.1)
+    out_curve, out_round, out_x, out_rc, out_lr = [], [], [], [], []
+    order = np.argsort(row_codes, kind="stable")
+    starts = np.searchsorted(row_codes[order], np.arange(len(curves) + 1))
+    bar = Progress(len(rounds), "error samples", enabled=progress)
+    for r, (_, held) in enumerate(rounds):
+        rest = np.setdiff1d(train_idx, held)
+        if rest.size < 2 or held.size == 0:
+            bar.update()
+            continue
+        learned = fit_learned(curves, rest, seed + r, light)
+        held_cfg = [configs_all[i] for i in held]
+        z = learned.predict_targets(curves.x[held], held_cfg)
+        a, b, c = params_from_outputs(z, curves.roof_batch1[held], curves.roof_knee[held])
+        scaler = Scaler.fit(curves.x[rest])
+        counts, hw = config_counts([configs_all[i] for i in rest])
+        sim = similarity_features(scaler.transform(curves.x[held]), scaler.transform(curves.x[rest]),
+                                  held_cfg, counts, hw)
+        for j, ci in enumerate(held):
+            rows = order[starts[ci]:starts[ci + 1]]
+            if rows.size == 0:
+                continue
+            pred = eval_curve(a[j], b[j], c[j], bb[rows])
+            pred = np.maximum(pred, 1e-3 * c[j])
+            out_rc.append(np.full(rows.size, len(out_curve)))
+            out_lr.append(np.log(pred / y[rows]))
+            out_curve.append(ci)
+            out_round.append(r)
+            out_x.append(np.concatenate([curves.x[ci], sim[j]]))
+        bar.update()
+    bar.close()
+    return ErrorSamples(np.array(out_curve), np.array(out_round), np.array(out_x),
+                        np.concatenate(out_rc), np.concatenate(out_lr))
+
+
+# --------------------------------------------------------------------------- the model
+@dataclass
+class UncertaintyFit:
+    error_models: list  # scikit-learn (one target: log sigma)
+    scaler: Scaler
+    calibration_scores: np.ndarray
+    distance_scale: float
+    samples: ErrorSamples
+    fit_mask: np.ndarray  # per sample curve: used to fit the error model (else calibration)
+
+
+def curve_sigma_target(samples: ErrorSamples) -> np.ndarray:
+    """Per held-out curve: root mean square of its rows' log errors (floored)."""
+    sq = np.bincount(samples.row_curve, samples.row_log_ratio**2, minlength=samples.curve.size)
+    n = np.bincount(samples.row_curve, minlength=samples.curve.size)
+    return np.maximum(np.sqrt(sq / np.maximum(n, 1)), SIGMA_FLOOR)
+
+
+def fit_uncertainty(curves, table_rows, train_idx: np.ndarray, seed: int,
+                    progress: bool | None = False) -> UncertaintyFit:
+    from .augment import BoostingParams, fit_boosted, predict_sklearn
+
+    samples = error_samples(curves, table_rows, train_idx, seed, progress)
+    rng = np.random.default_rng(seed)
+    # split by curve (all samples of one curve on one side), half to fit, half to calibrate
+    uniq = np.unique(samples.curve)
+    fit_curves_ = set(rng.permutation(uniq)[: uniq.size // 2].tolist())
+    fit_mask = np.array([c in fit_curves_ for c in samples.curve])
+    target = np.log(curve_sigma_target(samples))
+    models = fit_boosted(samples.x[fit_mask], target[fit_mask], seed,
+                         BoostingParams(n_estimators=200, learning_rate=0.05, max_depth=3))
+    sigma = np.maximum(np.exp(predict_sklearn(models, samples.x[~fit_mask])[:, 0]), SIGMA_FLOOR)
+    cal_index = np.flatnonzero(~fit_mask)
+    pos = np.full(samples.curve.size, -1)
+    pos[cal_index] = np.arange(cal_index.size)
+    rows = np.flatnonzero(pos[samples.row_curve] >= 0)
+    scores = np.abs(samples.row_log_ratio[rows]) / sigma[pos[samples.row_curve[rows]]]
+    nn = samples.x[:, len(FEATURE_NAMES)]
+    return UncertaintyFit(models, Scaler.fit(curves.x[train_idx]), np.sort(scores),
+                          float(max(np.median(nn), 1e-6)), samples, fit_mask)
+
+
+def interval(pred: np.ndarray, sigma: np.ndarray, q: float) -> tuple[np.ndarray, np.ndarray]:
+    w = np.exp(q * sigma)
+    return pred / w, pred * w
+
+
+def expected_ape(sigma: np.ndarray) -> np.ndarray:
+    """Expected APE (%) for a log-scale error of size sigma."""
+    return 100.0 * (np.exp(sigma) - 1.0)
+
+
+def confidence(nn_dist: np.ndarray, distance_scale: float) -> np.ndarray:
+    return np.exp(-np.asarray(nn_dist) / distance_scale)
