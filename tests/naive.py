@@ -37,3 +37,85 @@ def brute_force_fit(x, y, w, n_grid=4001):
         if f < best[0]:
             best = (f, (a, b, c))
     return best[1], best[0]
+
+
+# ----------------------------------------------------------------------------- neighbours
+def knn_brute(q, ref, k, metric):
+    if metric == "euclidean":
+        d = np.sqrt(((q[:, None, :] - ref[None, :, :]) ** 2).sum(-1))
+    else:
+        qn = np.linalg.norm(q, axis=1)[:, None]
+        rn = np.linalg.norm(ref, axis=1)[None, :]
+        den = qn * rn
+        with np.errstate(invalid="ignore", divide="ignore"):
+            d = np.where(den > 0, 1 - (q @ ref.T) / den, 1.0)
+    idx = np.lexsort((np.broadcast_to(np.arange(ref.shape[0]), d.shape), d), axis=1)[:, :k]
+    return np.take_along_axis(d, idx, 1), idx
+
+
+# ----------------------------------------------------------------------------- annealing
+MASK = (1 << 64) - 1
+
+
+def splitmix64(state):
+    state = (state + 0x9E3779B97F4A7C15) & MASK
+    z = state
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK
+    return state, z ^ (z >> 31)
+
+
+def uniform(state):
+    state, z = splitmix64(state)
+    return state, (z >> 11) * (1.0 / 9007199254740992.0)
+
+
+def objective(kind, dist, base, member, chosen, lam):
+    k = len(chosen)
+    if kind == 0:
+        hard = div = 0.0
+        for s in chosen:
+            outs = [dist[s, j] for j in range(dist.shape[0]) if not member[j]]
+            ins = [dist[s, j] for j in range(dist.shape[0]) if member[j] and j != s]
+            hard += min(outs) if outs else 0.0
+            div += min(ins) if ins else 0.0
+        return (hard + lam * div) / k
+    total = 0.0
+    for q in range(dist.shape[0]):
+        total += min([base[q]] + [dist[q, s] for s in chosen])
+    return -total / dist.shape[0]
+
+
+def anneal_reference(kind, dist, base, start, steps, t0, t1, lam, seed):
+    """Pure-Python twin of ala_fast._kernels.anneal.anneal (same RNG, moves, schedule)."""
+    import math
+
+    m, k = dist.shape[1], len(start)
+    chosen = list(int(v) for v in start)
+    member = [False] * m
+    for s in chosen:
+        member[s] = True
+    current = objective(kind, dist, base, member, chosen, lam)
+    first = best = current
+    best_chosen = list(chosen)
+    state, accepted = seed, 0
+    for t in range(steps):
+        temp = t0 * (t1 / t0) ** (t / max(steps - 1, 1))
+        state, u = uniform(state)
+        a = int(u * k)
+        state, u = uniform(state)
+        target = int(u * (m - k))
+        j = [c for c in range(m) if not member[c]][target]
+        old = chosen[a]
+        member[old], member[j], chosen[a] = False, True, j
+        value = objective(kind, dist, base, member, chosen, lam)
+        delta = value - current
+        state, u = uniform(state)
+        if delta >= 0.0 or u < math.exp(delta / temp):
+            current = value
+            accepted += 1
+            if value > best:
+                best, best_chosen = value, list(chosen)
+        else:
+            member[j], member[old], chosen[a] = False, True, old
+    return np.array(best_chosen), best, first, accepted

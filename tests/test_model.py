@@ -126,7 +126,8 @@ def test_bundle_round_trip_and_corruption(small_predictor, tmp_path, trtllm):
     b = loaded.predict(w)
     assert a.equals(b)
     manifest = json.loads((path / "manifest.json").read_text())
-    assert manifest["format_version"] == 1 and set(manifest["files"]) == {"params.onnx", "curves.arrow"}
+    assert manifest["format_version"] == 1 and set(manifest["files"]) == {
+        "params.onnx", "curves.arrow", "error.onnx", "reference.arrow", "calibration.arrow"}
     assert manifest["feature_names"] == list(features.FEATURE_NAMES)
 
     bad = tmp_path / "corrupt"

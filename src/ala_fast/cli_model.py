@@ -77,7 +77,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .report_tables import markdown, replace_section, to_json
 
     results = run_all(args.data, protocols=args.protocol, methods=tuple(args.methods.split(",")),
-                      seed=args.seed, source=args.source, progress=args.progress)
+                      seed=args.seed, source=args.source, progress=args.progress,
+                      uncertainty=not args.no_uncertainty)
     text = to_json(results) if args.format == "json" else markdown(results)
     if args.out:
         Path(args.out).write_text(text)
@@ -149,6 +150,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--source", default=None)
     p.add_argument("--progress", action="store_true")
+    p.add_argument("--no-uncertainty", action="store_true",
+                   help="skip the interval / expected-APE evaluation (much faster)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("info", help="what a bundle contains")

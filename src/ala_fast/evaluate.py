@@ -66,7 +66,8 @@ def protocol_p2(table: pa.Table, loss: str = DEFAULT_LOSS) -> dict:
 
 def run_all(paths: list[str], protocols: list[str] | None = None,
             methods: tuple[str, ...] = ("ala_fast", "published", "direct_gbr", "nn_params"),
-            seed: int = 0, source: str | None = None, progress: bool = False) -> list[dict]:
+            seed: int = 0, source: str | None = None, progress: bool = False,
+            uncertainty: bool = True) -> list[dict]:
     """Every requested protocol on every file (one data source each); JSON-ready results."""
     import warnings
     from pathlib import Path
@@ -93,7 +94,7 @@ def run_all(paths: list[str], protocols: list[str] | None = None,
             else:
                 by = "model" if proto == "P3-model" else "hardware"
                 r = run_protocol(table, proto[:2], seed=seed, methods=methods, by=by,
-                                 progress=progress)
+                                 progress=progress, uncertainty=uncertainty)
                 r.pop("_rows")
             r["source"] = name
             results.append(r)

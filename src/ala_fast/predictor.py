@@ -150,8 +150,8 @@ class Predictor:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
 
     def curve_params(self, keys: pa.Table, engine: str = "compiled"):
-        """Per distinct curve (a table of CURVE_KEY columns): a, b, c, is_fitted, sigma (log
-        error scale of learned predictions), nn_dist (to the nearest observed curve)."""
+        """Per distinct curve (a table of CURVE_KEY columns): a, b, c, is_fitted, the error-model
+        inputs without the batch size, nn_dist (to the nearest observed curve), config keys."""
         cols = {c: keys.column(c).to_pylist() for c in CURVE_KEY}
         configs = [config_key(*row) for row in zip(*(cols[c] for c in (
             "hardware", "num_devices", "framework", "model", "precision", "batch_kind")))]
@@ -175,19 +175,24 @@ class Predictor:
                                               np.log(oo[learn]))
             b1, knee = shape_roofline(cfg, ii[learn], oo[learn])
             a[learn], b[learn], c[learn] = targets_to_params(z, b1, knee)
-        # uncertainty of the learned route, for every curve (fitted ones need it off their range)
+        # similarity of every curve to the observed ones (input of the error model)
         cfg_all = config_matrix(*(cols[c] for c in (
             "hardware", "num_devices", "framework", "model", "precision", "batch_kind")))
         x_all = build_features(cfg_all, ii, oo)
         sim = similarity_features(self._scaler.transform(x_all), self._reference, configs,
                                   self._ref_counts, self._ref_hardware)
+        return a, b, c, fitted, np.column_stack([x_all, sim]), sim[:, 0], configs
+
+    def error_sigma(self, curve_x: np.ndarray, batch: np.ndarray,
+                    engine: str = "compiled") -> np.ndarray:
+        """Log-scale error of learned predictions for (curve features + similarity, batch)."""
+        ex = np.column_stack([curve_x, np.log(np.asarray(batch, np.float64))])
         if engine == "onnxruntime":
-            log_sigma = self._error_ort_model().predict(np.column_stack([x_all, sim]))[:, 0]
+            log_sigma = self._error_ort_model().predict(ex)[:, 0]
         else:
-            log_sigma = self._error_trees.predict(np.column_stack([x_all, sim]))[:, 0]
-        sigma = np.maximum(np.exp(log_sigma), self._sigma_floor)
-        nn = sim[:, 0]
-        return a, b, c, fitted, sigma, nn, configs
+            log_sigma = self._error_trees.predict(ex)[:, 0]
+        return np.maximum(np.exp(log_sigma), self._sigma_floor)
+
 
     # ------------------------------------------------------------------ public prediction
     def predict(self, data, engine: str = "compiled") -> pa.Table:
@@ -206,7 +211,7 @@ class Predictor:
         table = validate(as_table(data, "predict"), require_throughput=False, where="predict")
         codes, first = group_codes(table, CURVE_KEY)
         keys = table.select(list(CURVE_KEY)).take(first)
-        a, b, c, fitted, sigma, nn, configs = self.curve_params(keys, engine)
+        a, b, c, fitted, err_x, nn, configs = self.curve_params(keys, engine)
         ii = keys.column("input_tokens").to_numpy()
         oo_k = keys.column("output_tokens").to_numpy()
         env = np.zeros(len(configs))
@@ -218,11 +223,15 @@ class Predictor:
         oo = table.column("output_tokens").to_numpy().astype(np.float64)
         thpt = eval_curve(a[codes], b[codes], c[codes], bb)
         thpt = np.maximum(thpt, T1_FLOOR * c[codes])  # a fitted curve can dip below 0 off its range
+        # error model once per distinct (curve, batch size)
+        pair, pair_first, pair_inv = np.unique(np.column_stack([codes, bb]), axis=0,
+                                               return_index=True, return_inverse=True)
+        sigma_rows = self.error_sigma(err_x[codes[pair_first]], bb[pair_first], engine)[pair_inv.reshape(-1)]
         fit_row = fitted[codes]
         in_range = fit_row & (bb >= lo_b[codes]) & (bb <= hi_b[codes])
         half = np.where(fit_row, np.maximum(env[codes], self._sigma_floor), 0.0)
-        half = np.where(in_range, half, np.maximum(half, self._q * sigma[codes]))
-        row_sigma = np.where(in_range, np.maximum(env[codes], self._sigma_floor), sigma[codes])
+        half = np.where(in_range, half, np.maximum(half, self._q * sigma_rows))
+        row_sigma = np.where(in_range, np.maximum(env[codes], self._sigma_floor), sigma_rows)
         conf = np.where(fitted, 1.0, confidence(nn, self._distance_scale))[codes]
         out = table.rename_columns(
             ["measured_throughput" if n == "throughput" else n for n in table.column_names])

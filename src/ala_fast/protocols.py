@@ -19,8 +19,6 @@ Methods (DESIGN.md section 4)
 
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 import pyarrow as pa
 
@@ -31,7 +29,7 @@ from .grouping import group_codes
 from .learner import (
     CurveSet, curve_config_keys, curve_set, fit_learned, params_from_outputs, trainable,
 )
-from .metrics import ape, ape_summary
+from .metrics import ape, ape_summary, spearman
 from .progress import Progress
 from .schema import CURVE_KEY, validate
 
@@ -109,6 +107,27 @@ def method_published(curves: CurveSet, train: np.ndarray, test: np.ndarray, seed
     return np.maximum(out[:, 0], 0), np.clip(out[:, 1], 1e-5, 1), np.maximum(out[:, 2], 0)
 
 
+def _fold_uncertainty(curves: CurveSet, rows_data, train, test, rows, pos, pred, seed, coverage):
+    """Interval and expected APE for the held-out rows, from training curves only."""
+    from .augment import predict_sklearn
+    from .uncertainty import (
+        SIGMA_FLOOR, config_counts, conformal_quantile, expected_ape, fit_uncertainty, interval,
+        similarity_features,
+    )
+
+    unc = fit_uncertainty(curves, rows_data, train, seed)
+    configs = curve_config_keys(curves.keys)
+    counts, hw = config_counts([configs[i] for i in train])
+    sim = similarity_features(unc.scaler.transform(curves.x[test]),
+                              unc.scaler.transform(curves.x[train]),
+                              [configs[i] for i in test], counts, hw)
+    bb = rows_data[1][rows]
+    ex = np.column_stack([curves.x[test][pos], sim[pos], np.log(bb)])
+    sigma = np.maximum(np.exp(predict_sklearn(unc.error_models, ex)[:, 0]), SIGMA_FLOOR)
+    lo, hi = interval(pred, sigma, conformal_quantile(unc.calibration_scores, coverage))
+    return lo, hi, expected_ape(sigma)
+
+
 # --------------------------------------------------------------------------- driver
 def _row_features_direct(curves: CurveSet, curve_of_row: np.ndarray, bb: np.ndarray) -> np.ndarray:
     return np.column_stack([curves.x[curve_of_row], np.log(bb), bb])
@@ -123,12 +142,15 @@ def run_protocol(
     by: str = "hardware",
     loss: str = DEFAULT_LOSS,
     progress: bool | None = None,
-    predict_hook: Callable | None = None,
+    uncertainty: bool = False,
+    coverage: float = 0.9,
 ) -> dict:
     """Run P1 or P3 on a canonical table; returns metrics per method plus row-level arrays.
 
-    ``predict_hook(curves, train, test, fold)`` may return extra per-row arrays (used by the
-    uncertainty evaluation) and receives the same folds as every method.
+    With ``uncertainty=True`` every fold also fits the uncertainty model on its training curves
+    only (hold-out rounds, error predictor, conformal calibration) and the ``ala_fast`` entry
+    reports the empirical coverage and mean relative width of the interval at ``coverage`` and
+    the rank correlation of expected and actual APE on the held-out rows.
     """
     from .augment import fit_boosted, predict_sklearn
 
@@ -172,8 +194,10 @@ def run_protocol(
                   "nn_params": method_nn_params}[m]
             a, b, c = fn(curves, train, test, seed=seed, l2=l2, cfg_codes=cfg_codes)
             preds[m][rows] = eval_curve(a[pos], b[pos], c[pos], bb[rows])
-        if predict_hook is not None:
-            for name, values in predict_hook(curves, train, test, rows, pos).items():
+        if uncertainty and "ala_fast" in methods:
+            lo, hi, eape = _fold_uncertainty(curves, (codes, bb, y), train, test, rows, pos,
+                                             preds["ala_fast"][rows], seed, coverage)
+            for name, values in (("lower", lo), ("upper", hi), ("expected_ape", eape)):
                 extra.setdefault(name, np.full(y.size, np.nan))[rows] = values
         bar.update()
     bar.close()
@@ -184,6 +208,12 @@ def run_protocol(
         answered = np.isfinite(p)
         summary = ape_summary(ape(p[answered], y[answered]))
         summary["answered"] = float(answered.mean())
+        if m == "ala_fast" and "lower" in extra:
+            lo, hi = extra["lower"], extra["upper"]
+            ok = np.isfinite(lo) & answered
+            summary["coverage"] = float(np.mean((y[ok] >= lo[ok]) & (y[ok] <= hi[ok])))
+            summary["rel_width"] = float(np.mean((hi[ok] - lo[ok]) / p[ok]))
+            summary["rank_corr"] = spearman(extra["expected_ape"][ok], ape(p[ok], y[ok]))
         results["methods"][m] = summary
     results["_rows"] = {"actual": y, "pred": preds, "extra": extra,
                         "fold": fold[codes], "curve": codes}

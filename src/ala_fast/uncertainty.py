@@ -6,9 +6,9 @@ Training (``fit_uncertainty``)
    hold-out sets (:func:`anneal.holdout_subset`). Each round trains the parameter model on the
    rest (a lighter boosting) and records, for every held-out curve, its features, its similarity
    to the training rest and the observed errors of its rows.
-2. Error predictor: boosted trees map (curve features, similarity features) to the expected
-   absolute log error ``sigma`` of the curve's predictions (exported to ONNX like the parameter
-   model).
+2. Error predictor: boosted trees map (curve features, similarity features, log batch size)
+   to the typical absolute log error ``sigma`` of a prediction (exported to ONNX like the
+   parameter model).
 3. Split-conformal calibration on hold-out curves the error predictor did not see: scores
    ``|log(pred / actual)| / sigma`` per row; the interval at coverage 1 - alpha is
    ``pred * exp(+-q * sigma)`` with q the ceil((n + 1)(1 - alpha))-th smallest score.
@@ -28,7 +28,7 @@ import pyarrow as pa
 from .features import FEATURE_NAMES
 
 SIM_FEATURES = ("nn_dist", "nn5_dist", "nn_cos_dist", "anchor_level", "n_siblings")
-ERROR_FEATURE_NAMES = FEATURE_NAMES + SIM_FEATURES
+ERROR_FEATURE_NAMES = FEATURE_NAMES + SIM_FEATURES + ("log_batch",)
 K_NEIGHBOURS = 5
 SIGMA_FLOOR = 0.01  # 1% : no prediction is claimed to be better than this
 LIGHT_TREES = 150  # boosting rounds of the parameter model inside hold-out rounds
@@ -113,9 +113,15 @@ class ErrorSamples:
 
     curve: np.ndarray
     round_id: np.ndarray
-    x: np.ndarray  # ERROR_FEATURE_NAMES
+    x: np.ndarray  # FEATURE_NAMES + SIM_FEATURES, per held-out curve
     row_curve: np.ndarray  # for each recorded row: index into the per-curve arrays
     row_log_ratio: np.ndarray
+    row_batch: np.ndarray
+
+    def row_features(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """ERROR_FEATURE_NAMES matrix for recorded rows (all by default)."""
+        rows = np.arange(self.row_curve.size) if rows is None else rows
+        return np.column_stack([self.x[self.row_curve[rows]], np.log(self.row_batch[rows])])
 
 
 def error_samples(curves, table_rows: tuple[np.ndarray, np.ndarray, np.ndarray],
@@ -130,7 +136,7 @@ def error_samples(curves, table_rows: tuple[np.ndarray, np.ndarray, np.ndarray],
     rounds = holdout_rounds(curves, train_idx, seed)
     configs_all = curve_config_keys(curves.keys)
     light = BoostingParams(n_estimators=LIGHT_TREES, learning_rate=0.1)
-    out_curve, out_round, out_x, out_rc, out_lr = [], [], [], [], []
+    out_curve, out_round, out_x, out_rc, out_lr, out_bb = [], [], [], [], [], []
     order = np.argsort(row_codes, kind="stable")
     starts = np.searchsorted(row_codes[order], np.arange(len(curves) + 1))
     bar = Progress(len(rounds), "error samples", enabled=progress)
@@ -155,31 +161,25 @@ def error_samples(curves, table_rows: tuple[np.ndarray, np.ndarray, np.ndarray],
             pred = np.maximum(pred, 1e-3 * c[j])
             out_rc.append(np.full(rows.size, len(out_curve)))
             out_lr.append(np.log(pred / y[rows]))
+            out_bb.append(bb[rows])
             out_curve.append(ci)
             out_round.append(r)
             out_x.append(np.concatenate([curves.x[ci], sim[j]]))
         bar.update()
     bar.close()
     return ErrorSamples(np.array(out_curve), np.array(out_round), np.array(out_x),
-                        np.concatenate(out_rc), np.concatenate(out_lr))
+                        np.concatenate(out_rc), np.concatenate(out_lr), np.concatenate(out_bb))
 
 
 # --------------------------------------------------------------------------- the model
 @dataclass
 class UncertaintyFit:
-    error_models: list  # scikit-learn (one target: log sigma)
+    error_models: list  # scikit-learn (one target: log sigma of a row)
     scaler: Scaler
     calibration_scores: np.ndarray
     distance_scale: float
     samples: ErrorSamples
     fit_mask: np.ndarray  # per sample curve: used to fit the error model (else calibration)
-
-
-def curve_sigma_target(samples: ErrorSamples) -> np.ndarray:
-    """Per held-out curve: root mean square of its rows' log errors (floored)."""
-    sq = np.bincount(samples.row_curve, samples.row_log_ratio**2, minlength=samples.curve.size)
-    n = np.bincount(samples.row_curve, minlength=samples.curve.size)
-    return np.maximum(np.sqrt(sq / np.maximum(n, 1)), SIGMA_FLOOR)
 
 
 def fit_uncertainty(curves, table_rows, train_idx: np.ndarray, seed: int,
@@ -192,15 +192,14 @@ def fit_uncertainty(curves, table_rows, train_idx: np.ndarray, seed: int,
     uniq = np.unique(samples.curve)
     fit_curves_ = set(rng.permutation(uniq)[: uniq.size // 2].tolist())
     fit_mask = np.array([c in fit_curves_ for c in samples.curve])
-    target = np.log(curve_sigma_target(samples))
-    models = fit_boosted(samples.x[fit_mask], target[fit_mask], seed,
+    row_fit = fit_mask[samples.row_curve]
+    target = np.log(np.maximum(np.abs(samples.row_log_ratio), SIGMA_FLOOR))
+    fit_rows, cal_rows = np.flatnonzero(row_fit), np.flatnonzero(~row_fit)
+    models = fit_boosted(samples.row_features(fit_rows), target[fit_rows], seed,
                          BoostingParams(n_estimators=200, learning_rate=0.05, max_depth=3))
-    sigma = np.maximum(np.exp(predict_sklearn(models, samples.x[~fit_mask])[:, 0]), SIGMA_FLOOR)
-    cal_index = np.flatnonzero(~fit_mask)
-    pos = np.full(samples.curve.size, -1)
-    pos[cal_index] = np.arange(cal_index.size)
-    rows = np.flatnonzero(pos[samples.row_curve] >= 0)
-    scores = np.abs(samples.row_log_ratio[rows]) / sigma[pos[samples.row_curve[rows]]]
+    sigma = np.maximum(np.exp(predict_sklearn(models, samples.row_features(cal_rows))[:, 0]),
+                       SIGMA_FLOOR)
+    scores = np.abs(samples.row_log_ratio[cal_rows]) / sigma
     nn = samples.x[:, len(FEATURE_NAMES)]
     return UncertaintyFit(models, Scaler.fit(curves.x[train_idx]), np.sort(scores),
                           float(max(np.median(nn), 1e-6)), samples, fit_mask)

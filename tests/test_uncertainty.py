@@ -1,0 +1,164 @@
+"""Similarity search, annealing, error predictor, calibrated intervals."""
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import ala_fast
+from ala_fast import anneal as annealing
+from ala_fast._kernels import anneal as ka
+from ala_fast.augment import BoostingParams, predict_sklearn
+from ala_fast.neighbors import knn
+from ala_fast.readers import concat_tables
+from ala_fast.uncertainty import conformal_quantile
+
+from .naive import anneal_reference, knn_brute, splitmix64
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("shape", [(1, 50, 3), (40, 300, 8), (7, 5, 2)])
+def test_knn_matches_brute_force(metric, parallel, shape):
+    nq, nr, dim = shape
+    rng = np.random.default_rng(nq * nr)
+    q, ref = rng.normal(size=(nq, dim)), rng.normal(size=(nr, dim))
+    ref[0] = 0.0  # a zero vector: cosine distance 1 by convention
+    ref[1] = ref[2]  # ties are ordered by index
+    k = min(4, nr)
+    d, i = knn(q, ref, k, metric, parallel=parallel)
+    rd, ri = knn_brute(q, ref, k, metric)
+    np.testing.assert_allclose(d, rd, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(i, ri)
+
+
+def test_knn_identical_point_is_nearest_with_distance_zero():
+    rng = np.random.default_rng(1)
+    ref = rng.normal(size=(100, 6))
+    d, i = knn(ref[17:18], ref, 3, "euclidean")
+    assert i[0, 0] == 17 and d[0, 0] == 0.0
+    d, i = knn(ref[17:18] * 3.0, ref, 1, "cosine")  # cosine ignores scale
+    assert i[0, 0] == 17 and abs(d[0, 0]) < 1e-12
+
+
+def test_knn_validation():
+    with pytest.raises(ValueError, match="metric"):
+        knn(np.zeros((1, 2)), np.zeros((3, 2)), 1, "manhattan")
+    with pytest.raises(ValueError, match="dimensions"):
+        knn(np.zeros((1, 2)), np.zeros((3, 3)), 1)
+    d, i = knn(np.zeros((1, 2)), np.ones((3, 2)), 10)
+    assert d.shape == (1, 3)  # k clipped to the reference size
+
+
+def test_rng_matches_python_reference():
+    state_n, state_p = np.uint64(42), 42
+    for _ in range(100):
+        state_n, zn = ka.splitmix64(np.uint64(state_n))
+        state_p, zp = splitmix64(state_p)
+        assert int(zn) == zp and int(state_n) == state_p
+
+
+@pytest.mark.parametrize("kind", [ka.HOLDOUT, ka.COVERAGE])
+@pytest.mark.parametrize("seed", [0, 7, 12345])
+def test_anneal_matches_python_reference(kind, seed):
+    rng = np.random.default_rng(seed)
+    pts = rng.normal(size=(14, 3))
+    dist = annealing.pairwise_distances(pts)
+    base = rng.uniform(0.5, 3.0, 14) if kind == ka.COVERAGE else np.zeros(0)
+    start = np.array([0, 3, 5, 9], np.int64)
+    got = ka.anneal(kind, dist, base, start, 300, 0.5, 1e-3, 0.7, np.uint64(seed))
+    ref = anneal_reference(kind, dist, base, start, 300, 0.5, 1e-3, 0.7, seed)
+    np.testing.assert_array_equal(got[0], ref[0])
+    assert got[1] == pytest.approx(ref[1], rel=1e-12)
+    assert got[2] == pytest.approx(ref[2], rel=1e-12)
+    assert got[3] == ref[3]
+    assert got[1] >= got[2]  # never worse than the start
+
+
+def test_anneal_finds_the_exhaustive_optimum_on_tiny_problems():
+    from itertools import combinations
+
+    rng = np.random.default_rng(3)
+    pts = rng.normal(size=(10, 2))
+    dist = annealing.pairwise_distances(pts)
+    base = np.full(10, 1e300)
+    best = max(ka.objective_value(ka.COVERAGE, dist, base, np.isin(np.arange(10), c),
+                                  np.array(c, np.int64), 0.0) for c in combinations(range(10), 3))
+    got = ka.anneal(ka.COVERAGE, dist, base, np.array([0, 1, 2], np.int64), 4000, 0.5, 1e-4,
+                    0.0, np.uint64(5))
+    assert got[1] == pytest.approx(best, rel=1e-12)
+
+
+def test_holdout_subset_and_benchmark_next_are_deterministic_and_improve():
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(80, 4))
+    a = annealing.holdout_subset(v, 10, seed=3, steps=800)
+    b = annealing.holdout_subset(v, 10, seed=3, steps=800)
+    np.testing.assert_array_equal(a["chosen"], b["chosen"])
+    assert a["value"] >= a["start_value"] and len(set(a["chosen"])) == 10
+    plan = annealing.benchmark_next(v[:20], v[20:], 5, seed=1, steps=800)
+    assert plan["mean_distance_after"] <= plan["greedy_start"] <= plan["mean_distance_before"]
+    assert len(plan["chosen"]) == 5
+    with pytest.raises(ala_fast.ALAError):
+        annealing.holdout_subset(v, 0)
+
+
+def test_conformal_quantile():
+    s = np.arange(1, 101, dtype=float)  # 100 scores
+    assert conformal_quantile(s, 0.9) == 91.0  # ceil(101 * 0.9) = 91st smallest
+    assert conformal_quantile(s[:5], 0.9) == float("inf")
+
+
+@pytest.fixture(scope="module")
+def predictor(trtllm):
+    mask = pa.compute.is_in(trtllm.column("hardware"), pa.array(["H100 80GB HBM3", "L40S", "A100-SXM4-80GB"]))
+    return ala_fast.train(concat_tables([trtllm.filter(mask)]), seed=0,
+                          boosting=BoostingParams(n_estimators=80))
+
+
+def test_error_model_onnx_parity(predictor, trtllm):
+    keys = trtllm.select(["hardware", "num_devices", "framework", "model", "precision",
+                          "input_tokens", "output_tokens", "batch_kind"]).slice(0, 500)
+    *_, err_x, _, _ = predictor.curve_params(keys)
+    bb = trtllm.column("batch_size").to_numpy()[:500].astype(float)
+    ex = np.column_stack([err_x, np.log(bb)])
+    sk = predict_sklearn(predictor.sklearn_error_models, ex)[:, 0]
+    comp = np.log(predictor.error_sigma(err_x, bb))
+    ort = np.log(predictor.error_sigma(err_x, bb, engine="onnxruntime"))
+    floor = np.log(predictor._sigma_floor)
+    np.testing.assert_allclose(comp, np.maximum(sk, floor), atol=1e-4)
+    np.testing.assert_allclose(ort, comp, atol=1e-4)
+
+
+def workload(**kw):
+    base = dict(hardware="H100", num_devices=1, framework="trt-llm", model="llama-2-7b",
+                precision="fp16", input_tokens=128, output_tokens=128, batch_size=16)
+    base.update(kw)
+    return pa.table({k: [v] for k, v in base.items()})
+
+
+def test_uncertainty_columns_and_ordering(predictor):
+    fitted = predictor.predict(workload()).to_pylist()[0]
+    assert fitted["basis"] == "fitted" and fitted["confidence"] == 1.0
+    assert fitted["lower"] <= fitted["throughput"] <= fitted["upper"]
+    near = predictor.predict(workload(input_tokens=256, output_tokens=128)).to_pylist()[0]
+    far = predictor.predict(workload(hardware="unknown-accelerator", model="unknown-model",
+                                     framework="newframework", input_tokens=30000,
+                                     output_tokens=3, num_devices=8)).to_pylist()[0]
+    assert near["basis"] == far["basis"] == "learned"
+    assert far["confidence"] < near["confidence"] < 1.0
+    width = lambda r: (r["upper"] - r["lower"]) / r["throughput"]  # noqa: E731
+    assert width(far) > width(near)
+    for r in (near, far):
+        assert 0.0 <= r["confidence"] <= 1.0 and r["expected_ape"] > 0
+        assert r["lower"] < r["throughput"] < r["upper"]
+
+
+def test_coverage_is_chosen_at_load_time(predictor, tmp_path):
+    path = predictor.save(tmp_path / "b")
+    w = workload(input_tokens=300, output_tokens=700, batch_size=48)
+    r80 = ala_fast.load(path, coverage=0.8).predict(w).to_pylist()[0]
+    r95 = ala_fast.load(path, coverage=0.95).predict(w).to_pylist()[0]
+    assert r95["upper"] > r80["upper"] and r95["lower"] < r80["lower"]
+    assert r95["throughput"] == r80["throughput"]
+    with pytest.raises(ValueError, match="coverage"):
+        ala_fast.load(path, coverage=1.5)
