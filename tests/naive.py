@@ -119,3 +119,30 @@ def anneal_reference(kind, dist, base, start, steps, t0, t1, lam, seed):
         else:
             member[j], member[old], chosen[a] = False, True, old
     return np.array(best_chosen), best, first, accepted
+
+
+# ----------------------------------------------------------------------------- features
+def build_features_numpy(cfg, ii, oo):
+    """NumPy reference of the compiled feature kernel (same formulas, whole columns)."""
+    from ala_fast.features import _C, MEM_USABLE, N_CONFIG
+
+    cfg = np.atleast_2d(cfg)
+    nd = cfg[:, _C["num_devices"]]
+    weight_gb = cfg[:, _C["params_b"]] * cfg[:, _C["bytes_per_weight"]]
+    kv_free_gb = np.maximum(cfg[:, _C["mem_gb"]] * nd * MEM_USABLE - weight_gb, 0.05 * weight_gb)
+    kv_per_token = 2.0 * cfg[:, _C["layers"]] * cfg[:, _C["kv_dim"]] * cfg[:, _C["kv_bytes"]]
+    kv_batch = kv_free_gb * 1e9 / (kv_per_token * (ii + oo))
+    active_bytes = cfg[:, _C["active_b"]] * 1e9 * cfg[:, _C["bytes_per_weight"]]
+    decode_rate = nd * cfg[:, _C["mem_bw_tbs"]] * 1e12 / active_bytes
+    compute_rate = nd * cfg[:, _C["tflops"]] * 1e12 / (2.0 * cfg[:, _C["active_b"]] * 1e9)
+    batch1 = oo / (ii / compute_rate + oo / decode_rate)
+    plateau = np.minimum(compute_rate * oo / (ii + oo), batch1 * np.maximum(kv_batch, 1.0))
+    knee = np.maximum(plateau / batch1, 1.0)
+    cols = [
+        ii, oo, np.log1p(ii), np.log1p(oo), np.log1p(ii / oo), ii / (oo + 1.0), ii / (ii + 1.0),
+        *(cfg[:, j] for j in range(N_CONFIG)),
+        np.log(weight_gb / nd), np.log(kv_free_gb), np.log(kv_batch), np.log(decode_rate),
+        np.log(compute_rate), np.log(batch1), np.log(plateau), np.log(knee),
+        np.log(nd * cfg[:, _C["tflops"]]), np.log(nd * cfg[:, _C["mem_bw_tbs"]]),
+    ]
+    return np.stack(cols, axis=1)

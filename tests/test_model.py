@@ -232,3 +232,24 @@ def test_default_bundle_is_reproduced_by_training(argonne, trtllm):
     a = fresh.predict(table).column("throughput").to_numpy()
     b = shipped.predict(table).column("throughput").to_numpy()
     np.testing.assert_allclose(a, b, rtol=1e-3)
+
+
+def test_feature_kernel_matches_numpy_reference():
+    from .naive import build_features_numpy
+
+    rng = np.random.default_rng(0)
+    names = [("H100", 1, "vllm", "llama-2-7b", "fp16"), ("MI300X", 8, "sglang", "mixtral-8x7b", "fp8"),
+             ("L40S", 2, "trt-llm", "gpt-oss-120b", "fp16"), ("unknown", 4, "other", "unknown", "int4")]
+    cfg = np.array([features.config_vector(*n) for n in names])
+    idx = rng.integers(0, len(names), 500)
+    ii = rng.integers(1, 100000, 500).astype(float)
+    oo = rng.integers(1, 100000, 500).astype(float)
+    got = features.build_features(cfg, ii, oo, cfg_index=idx)
+    np.testing.assert_allclose(got, build_features_numpy(cfg[idx], ii, oo), rtol=1e-13, atol=0)
+
+
+def test_perfect_and_general_tree_layouts_agree(small_predictor, argonne):
+    x, _ = features.table_features(argonne)
+    t = small_predictor._trees
+    assert t.perfect is not None
+    np.testing.assert_array_equal(t.predict(x, layout="perfect"), t.predict(x, layout="general"))

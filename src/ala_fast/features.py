@@ -108,45 +108,30 @@ def config_matrix(hardware, num_devices, framework, model, precision, batch_kind
     return np.array(rows, dtype=np.float64).reshape(len(rows), N_CONFIG)
 
 
-def roofline(cfg: np.ndarray, ii: np.ndarray, oo: np.ndarray) -> dict[str, np.ndarray]:
-    """Roofline estimates (output tokens/s and batch sizes) for configurations x shapes."""
-    nd = cfg[:, _C["num_devices"]]
-    weight_gb = cfg[:, _C["params_b"]] * cfg[:, _C["bytes_per_weight"]]
-    kv_free_gb = np.maximum(cfg[:, _C["mem_gb"]] * nd * MEM_USABLE - weight_gb, 0.05 * weight_gb)
-    # KV cache bytes per token: K and V for every layer
-    kv_per_token = 2.0 * cfg[:, _C["layers"]] * cfg[:, _C["kv_dim"]] * cfg[:, _C["kv_bytes"]]
-    kv_batch = kv_free_gb * 1e9 / (kv_per_token * (ii + oo))
-    active_bytes = cfg[:, _C["active_b"]] * 1e9 * cfg[:, _C["bytes_per_weight"]]
-    decode_rate = nd * cfg[:, _C["mem_bw_tbs"]] * 1e12 / active_bytes  # tokens/s, one stream
-    compute_rate = nd * cfg[:, _C["tflops"]] * 1e12 / (2.0 * cfg[:, _C["active_b"]] * 1e9)
-    # batch 1: prefill ii tokens compute-bound, then oo tokens bandwidth-bound
-    batch1 = oo / (ii / compute_rate + oo / decode_rate)
-    # plateau: every token (prompt and output) compute-bound, capped by the KV-cache batch
-    plateau_compute = compute_rate * oo / (ii + oo)
-    plateau = np.minimum(plateau_compute, batch1 * np.maximum(kv_batch, 1.0))
-    knee = np.maximum(plateau / batch1, 1.0)
-    return {
-        "weight_gb_per_device": weight_gb / nd, "kv_free_gb": kv_free_gb, "kv_batch": kv_batch,
-        "decode_rate": decode_rate, "compute_rate": compute_rate, "batch1": batch1,
-        "plateau": plateau, "knee": knee,
-        "total_tflops": nd * cfg[:, _C["tflops"]], "total_bw": nd * cfg[:, _C["mem_bw_tbs"]],
-    }
+def build_features(cfg: np.ndarray, ii: np.ndarray, oo: np.ndarray,
+                   cfg_index: np.ndarray | None = None) -> np.ndarray:
+    """Feature matrix (rows x N_FEATURES, float64) in the order of FEATURE_NAMES.
+
+    ``cfg`` holds configuration vectors; row i uses ``cfg[cfg_index[i]]`` (default: row i).
+    Computed by the compiled kernel ``_kernels.features.build_features`` (the formulas are
+    documented there; tests/naive.py holds the NumPy reference).
+    """
+    from ._kernels import features as kf
+
+    cfg = np.ascontiguousarray(np.atleast_2d(cfg), np.float64)
+    ii = np.ascontiguousarray(ii, np.float64).reshape(-1)
+    oo = np.ascontiguousarray(oo, np.float64).reshape(-1)
+    if cfg_index is None:
+        cfg_index = np.arange(ii.size, dtype=np.int64)
+    out = np.empty((ii.size, N_FEATURES))
+    kf.build_features(cfg, np.ascontiguousarray(cfg_index, np.int64), ii, oo, out)
+    return out
 
 
-def build_features(cfg: np.ndarray, ii: np.ndarray, oo: np.ndarray) -> np.ndarray:
-    """Feature matrix (rows x N_FEATURES, float64) in the order of FEATURE_NAMES."""
-    cfg = np.atleast_2d(np.asarray(cfg, np.float64))
-    ii = np.asarray(ii, np.float64)
-    oo = np.asarray(oo, np.float64)
-    r = roofline(cfg, ii, oo)
-    cols = [
-        ii, oo, np.log1p(ii), np.log1p(oo), np.log1p(ii / oo), ii / (oo + 1.0), ii / (ii + 1.0),
-        *(cfg[:, j] for j in range(N_CONFIG)),
-        np.log(r["weight_gb_per_device"]), np.log(r["kv_free_gb"]), np.log(r["kv_batch"]),
-        np.log(r["decode_rate"]), np.log(r["compute_rate"]), np.log(r["batch1"]),
-        np.log(r["plateau"]), np.log(r["knee"]), np.log(r["total_tflops"]), np.log(r["total_bw"]),
-    ]
-    return np.stack(cols, axis=1)
+def roofline_batch1_knee(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The roofline batch-1 throughput and knee (plateau / batch1) read back from features."""
+    return np.exp(x[:, FEATURE_NAMES.index("log_roof_batch1")]), np.exp(
+        x[:, FEATURE_NAMES.index("log_roof_knee")])
 
 
 def table_features(table) -> tuple[np.ndarray, np.ndarray]:

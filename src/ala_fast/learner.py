@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from .features import build_features, config_matrix, roofline
+from .features import build_features, config_matrix, roofline_batch1_knee
 from .schema import CURVE_KEY
 from .targets import params_to_targets, targets_to_params
 
@@ -43,20 +43,16 @@ class CurveSet:
         return params_to_targets(self.a, self.b, self.c, self.roof_batch1, self.roof_knee)
 
 
-def shape_roofline(cfg: np.ndarray, ii: np.ndarray, oo: np.ndarray):
-    r = roofline(cfg, ii, oo)
-    return r["batch1"], r["knee"]
-
-
 def curve_set(params: pa.Table) -> CurveSet:
     """Features and parameters of every curve of a parameter database (``fit_curves`` output)."""
     cfg = config_matrix(*(params.column(c).to_pylist() for c in (
         "hardware", "num_devices", "framework", "model", "precision", "batch_kind")))
     ii = params.column("input_tokens").to_numpy().astype(np.float64)
     oo = params.column("output_tokens").to_numpy().astype(np.float64)
-    b1, knee = shape_roofline(cfg, ii, oo)
+    x = build_features(cfg, ii, oo)
+    b1, knee = roofline_batch1_knee(x)
     return CurveSet(
-        keys=params.select(list(CURVE_KEY)), x=build_features(cfg, ii, oo), roof_batch1=b1,
+        keys=params.select(list(CURVE_KEY)), x=x, roof_batch1=b1,
         roof_knee=knee, a=params.column("a").to_numpy(), b=params.column("b").to_numpy(),
         c=params.column("c").to_numpy(), n_points=params.column("n_points").to_numpy(),
     )

@@ -18,9 +18,9 @@ from .bundle import ipc_to_table, read_bundle, write_bundle
 from .catalog import config_key
 from .curves import evaluate as eval_curve
 from .errors import BundleError
-from .features import FEATURE_NAMES, build_features, config_matrix
+from .features import FEATURE_NAMES, build_features, config_matrix, roofline_batch1_knee
 from .grouping import group_codes
-from .learner import Anchors, shape_roofline
+from .learner import Anchors
 from .onnx_trees import OrtModel, tree_arrays
 from .schema import CURVE_KEY, validate
 from .targets import T1_FLOOR, TARGET_NAMES, targets_to_params
@@ -173,7 +173,7 @@ class Predictor:
             z = self.raw_targets(x, engine)
             z = z + self._anchors.corrections([configs[i] for i in learn], np.log(ii[learn]),
                                               np.log(oo[learn]))
-            b1, knee = shape_roofline(cfg, ii[learn], oo[learn])
+            b1, knee = roofline_batch1_knee(x)
             a[learn], b[learn], c[learn] = targets_to_params(z, b1, knee)
         # similarity of every curve to the observed ones (input of the error model)
         cfg_all = config_matrix(*(cols[c] for c in (

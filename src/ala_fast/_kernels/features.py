@@ -1,0 +1,77 @@
+"""Compiled feature building (the one definition used by training and prediction).
+
+For a configuration vector (layout ``features.CONFIG_FIELDS``) and a request shape (ii, oo):
+
+- the seven ARISE shape features: ii, oo, log1p(ii), log1p(oo), log1p(ii/oo), ii/(oo+1),
+  ii/(ii+1);
+- the configuration vector itself;
+- roofline quantities: weight GB per device; KV-cache memory left (usable memory share
+  MEM_USABLE of all devices minus the weights, at least 5% of the weights); the batch that
+  fills it at ii+oo tokens per sequence; the bandwidth-bound decode rate of one stream; the
+  compute-bound token rate; the batch-1 throughput (prefill compute-bound, decode
+  bandwidth-bound); the plateau (all tokens compute-bound, capped by the KV batch); the knee
+  (plateau / batch-1, >= 1); total TFLOP/s and TB/s; all as natural logs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..features import _C, KV_BYTES, MEM_USABLE, N_CONFIG, N_FEATURES  # noqa: F401
+from .options import jit
+
+_ND = _C["num_devices"]
+_TF = _C["tflops"]
+_BW = _C["mem_bw_tbs"]
+_MEM = _C["mem_gb"]
+_P = _C["params_b"]
+_ACT = _C["active_b"]
+_BPW = _C["bytes_per_weight"]
+_LAY = _C["layers"]
+_KVD = _C["kv_dim"]
+_KVB = _C["kv_bytes"]
+_USABLE = MEM_USABLE
+_NC = N_CONFIG
+
+
+@jit
+def features_row(cfg, ii, oo, out):
+    """Write the N_FEATURES features of one (configuration, ii, oo) into ``out``."""
+    out[0] = ii
+    out[1] = oo
+    out[2] = np.log1p(ii)
+    out[3] = np.log1p(oo)
+    out[4] = np.log1p(ii / oo)
+    out[5] = ii / (oo + 1.0)
+    out[6] = ii / (ii + 1.0)
+    for j in range(_NC):
+        out[7 + j] = cfg[j]
+    nd = cfg[_ND]
+    weight_gb = cfg[_P] * cfg[_BPW]
+    kv_free_gb = max(cfg[_MEM] * nd * _USABLE - weight_gb, 0.05 * weight_gb)
+    kv_per_token = 2.0 * cfg[_LAY] * cfg[_KVD] * cfg[_KVB]
+    kv_batch = kv_free_gb * 1e9 / (kv_per_token * (ii + oo))
+    active_bytes = cfg[_ACT] * 1e9 * cfg[_BPW]
+    decode_rate = nd * cfg[_BW] * 1e12 / active_bytes
+    compute_rate = nd * cfg[_TF] * 1e12 / (2.0 * cfg[_ACT] * 1e9)
+    batch1 = oo / (ii / compute_rate + oo / decode_rate)
+    plateau = min(compute_rate * oo / (ii + oo), batch1 * max(kv_batch, 1.0))
+    knee = max(plateau / batch1, 1.0)
+    k = 7 + _NC
+    out[k] = np.log(weight_gb / nd)
+    out[k + 1] = np.log(kv_free_gb)
+    out[k + 2] = np.log(kv_batch)
+    out[k + 3] = np.log(decode_rate)
+    out[k + 4] = np.log(compute_rate)
+    out[k + 5] = np.log(batch1)
+    out[k + 6] = np.log(plateau)
+    out[k + 7] = np.log(knee)
+    out[k + 8] = np.log(nd * cfg[_TF])
+    out[k + 9] = np.log(nd * cfg[_BW])
+
+
+@jit
+def build_features(cfg, cfg_index, ii, oo, out):
+    for i in range(ii.shape[0]):
+        features_row(cfg[cfg_index[i]], ii[i], oo[i], out[i])
+    return out
