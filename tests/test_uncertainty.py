@@ -118,7 +118,11 @@ def predictor(trtllm):
 def test_error_model_onnx_parity(predictor, trtllm):
     keys = trtllm.select(["hardware", "num_devices", "framework", "model", "precision",
                           "input_tokens", "output_tokens", "batch_kind"]).slice(0, 500)
-    *_, err_x, _, _ = predictor.curve_params(keys)
+    d = keys.to_pydict()
+    block = predictor._curve_block(
+        list(zip(*(d[c] for c in ("hardware", "num_devices", "framework", "model", "precision", "batch_kind")))),
+        np.asarray(d["input_tokens"], float), np.asarray(d["output_tokens"], float))
+    err_x = block.err_x
     bb = trtllm.column("batch_size").to_numpy()[:500].astype(float)
     ex = np.column_stack([err_x, np.log(bb)])
     sk = predict_sklearn(predictor.sklearn_error_models, ex)[:, 0]
@@ -162,3 +166,19 @@ def test_coverage_is_chosen_at_load_time(predictor, tmp_path):
     assert r95["throughput"] == r80["throughput"]
     with pytest.raises(ValueError, match="coverage"):
         ala_fast.load(path, coverage=1.5)
+
+
+def test_similarity_features_match_brute_force():
+    from ala_fast.uncertainty import similarity_features
+
+    rng = np.random.default_rng(4)
+    ref, q = rng.normal(size=(200, 6)), rng.normal(size=(30, 6))
+    q[0] = ref[5]
+    configs = [("H100", 1, "vllm", "m", "fp16", "static")] * 30
+    sim = similarity_features(q, ref, configs, {configs[0]: 3}, {"H100"})
+    d, _ = knn_brute(q, ref, 5, "euclidean")
+    dc, _ = knn_brute(q, ref, 1, "cosine")
+    np.testing.assert_allclose(sim[:, 0], d[:, 0], atol=1e-12)
+    np.testing.assert_allclose(sim[:, 1], d.mean(axis=1), atol=1e-12)
+    np.testing.assert_allclose(sim[:, 2], dc[:, 0], atol=1e-12)
+    assert sim[0, 0] == 0.0 and (sim[:, 3] == 2).all() and (sim[:, 4] == 3).all()

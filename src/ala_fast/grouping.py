@@ -7,29 +7,36 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 
+def _codes(col) -> tuple[np.ndarray, int]:
+    """Hash-based integer codes of one column (first-appearance order) and their count."""
+    enc = pc.dictionary_encode(col)
+    if isinstance(enc, pa.ChunkedArray):
+        enc = enc.combine_chunks()
+    return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), len(enc.dictionary)
+
+
 def group_codes(table: pa.Table, columns: tuple[str, ...] | list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(codes, first_rows)``: ``codes[i]`` is the group of row i (0..G-1) and
     ``first_rows[g]`` the first row of group g. Groups are numbered in order of first appearance.
+
+    Hash-based (Arrow dictionary encoding) per column, combined by mixed radix into one int64
+    key that is encoded once more: linear time, no sort.
     """
+    from ._kernels.grouping import first_index
+
     n = table.num_rows
     if n == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    parts = []
+    key = np.zeros(n, np.int64)
+    radix = 1
     for name in columns:
-        col = table.column(name)
-        if pa.types.is_integer(col.type) or pa.types.is_floating(col.type):
-            parts.append(np.asarray(col.to_numpy(zero_copy_only=False)))
-        else:
-            enc = pc.dictionary_encode(col).combine_chunks()
-            parts.append(enc.indices.to_numpy(zero_copy_only=False).astype(np.int64))
-    stacked = np.stack([p.astype(np.float64) for p in parts], axis=1)
-    _, first, inverse = np.unique(stacked, axis=0, return_index=True, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    # renumber groups by first appearance so results follow the input order
-    order = np.argsort(first, kind="stable")
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.size)
-    return rank[inverse].astype(np.int64), first[order].astype(np.int64)
+        codes, size = _codes(table.column(name))
+        if radix > (2**62) // max(size, 1):  # would overflow: compress the key so far first
+            key, radix = _codes(pa.array(key))
+        key = key * size + codes
+        radix *= size
+    codes, groups = _codes(pa.array(key))
+    return codes, first_index(codes, groups)
 
 
 def segments(codes: np.ndarray, sort_key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -6,8 +6,11 @@ scikit-learn.
 
 from __future__ import annotations
 
+import math
+import operator
 import threading
 from importlib import resources
+from typing import NamedTuple
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +20,12 @@ from .arrow_input import as_table
 from .bundle import ipc_to_table, read_bundle, write_bundle
 from .catalog import config_key
 from .curves import evaluate as eval_curve
-from .errors import BundleError
+from .errors import BundleError, SchemaError, ValidationError
 from .features import FEATURE_NAMES, build_features, config_matrix, roofline_batch1_knee
 from .grouping import group_codes
 from .learner import Anchors
-from .onnx_trees import OrtModel, tree_arrays
-from .schema import CURVE_KEY, validate
+from .onnx_trees import PARALLEL_ROWS, OrtModel, tree_arrays
+from .schema import BATCH_KINDS, CURVE_KEY, validate
 from .targets import T1_FLOOR, TARGET_NAMES, targets_to_params
 from .uncertainty import (
     ERROR_FEATURE_NAMES, Scaler, confidence, config_counts, conformal_quantile, expected_ape,
@@ -35,6 +38,134 @@ ERROR_ONNX = "error.onnx"
 REFERENCE_FILE = "reference.arrow"
 CALIBRATION_FILE = "calibration.arrow"
 ENGINES = ("compiled", "onnxruntime")
+
+
+STATE_CACHE_SIZE = 100_000  # curves remembered by predict_one (cleared when full)
+_CONFIG_FIELDS = ("hardware", "num_devices", "framework", "model", "precision", "batch_kind")
+_BASIS = pa.array(["fitted", "learned"])
+
+
+class Workload(NamedTuple):
+    hardware: str
+    num_devices: int
+    framework: str
+    model: str
+    precision: str = "fp16"
+    input_tokens: int = 1
+    output_tokens: int = 1
+    batch_size: int = 1
+    batch_kind: str = "static"
+
+
+class Prediction(NamedTuple):
+    """One prediction (immutable)."""
+
+    throughput: float  # output tokens/s, whole deployment
+    latency_s: float  # output_tokens * batch_size / throughput
+    lower: float
+    upper: float
+    expected_ape: float  # %
+    confidence: float  # 0..1
+    basis: str  # "fitted" or "learned"
+
+
+class CurvePrediction(NamedTuple):
+    """Predictions of one workload at many batch sizes (arrays aligned with batch_size)."""
+
+    batch_size: np.ndarray
+    throughput: np.ndarray
+    latency_s: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    expected_ape: np.ndarray
+    confidence: float
+    basis: str
+
+
+class _CurveBlock(NamedTuple):
+    a: np.ndarray
+    b: np.ndarray
+    c: np.ndarray
+    fitted: np.ndarray
+    env: np.ndarray
+    lo_b: np.ndarray
+    hi_b: np.ndarray
+    err_x: np.ndarray  # error-model inputs without the batch size
+    conf: np.ndarray
+
+
+class _CurveState:
+    """One curve remembered by predict_one: scalars plus a per-batch-size sigma cache."""
+
+    __slots__ = ("block", "a", "b", "c", "fitted", "env", "lo", "hi", "conf", "oo", "engine",
+                 "sigmas", "basis")
+
+    def __init__(self, block: _CurveBlock, oo: float, engine: str) -> None:
+        self.block = block
+        self.a, self.b, self.c = float(block.a[0]), float(block.b[0]), float(block.c[0])
+        self.fitted = bool(block.fitted[0])
+        self.env = float(block.env[0])
+        self.lo, self.hi = float(block.lo_b[0]), float(block.hi_b[0])
+        self.conf = float(block.conf[0])
+        self.oo = oo
+        self.engine = engine
+        self.sigmas: dict[int, float] = {}
+        self.basis = "fitted" if self.fitted else "learned"
+
+    def predict(self, bb: int, owner: "Predictor") -> Prediction:
+        x = float(bb)
+        thpt = self.c - self.a * math.exp(-self.b * x)
+        floor = T1_FLOOR * self.c
+        if thpt < floor:
+            thpt = floor
+        if self.fitted and self.lo <= x <= self.hi:
+            sigma = half = max(self.env, owner._sigma_floor)
+        else:
+            sigma = self.sigmas.get(bb)
+            if sigma is None:
+                sigma = float(owner.error_sigma(self.block.err_x, np.array([x]), self.engine)[0])
+                self.sigmas[bb] = sigma
+            half = owner._q * sigma
+            if self.fitted:
+                half = max(half, self.env, owner._sigma_floor)
+        w = math.exp(half)
+        return Prediction(thpt, self.oo * x / thpt, thpt / w, thpt * w,
+                          100.0 * (math.exp(sigma) - 1.0), self.conf,
+                          self.basis)
+
+
+def _positive_int(value, column: str) -> int:
+    try:
+        v = operator.index(value)
+    except TypeError:
+        if isinstance(value, float) and value.is_integer():
+            v = int(value)
+        else:
+            raise ValidationError(column, [0], "a whole number > 0", "predict_one") from None
+    if v <= 0:
+        raise ValidationError(column, [0], "a whole number > 0", "predict_one")
+    return v
+
+
+def _as_workload(w) -> Workload:
+    if isinstance(w, Workload):
+        return w
+    if isinstance(w, dict):
+        fields = {k: w[k] for k in Workload._fields if k in w}
+        missing = [k for k in ("hardware", "num_devices", "framework", "model", "input_tokens",
+                               "output_tokens") if k not in fields]
+        if missing:
+            raise SchemaError(f"workload: missing {missing}")
+        return Workload(**fields)
+    raise SchemaError(f"workload: expected a Workload or a dict, got {type(w).__name__}")
+
+
+def _distinct(rows: list[tuple]) -> tuple[list[tuple], np.ndarray]:
+    index: dict[tuple, int] = {}
+    codes = np.empty(len(rows), np.int64)
+    for i, r in enumerate(rows):
+        codes[i] = index.setdefault(r, len(index))
+    return list(index), codes
 
 
 def default_bundle_path() -> Path:
@@ -93,14 +224,26 @@ class Predictor:
         if tuple(u["error_feature_names"]) != ERROR_FEATURE_NAMES:
             raise BundleError("bundle error-model features differ from this ala_fast's; retrain")
         self._error_trees = tree_arrays(files[ERROR_ONNX])
+        # the error model is piecewise constant in log(batch): one evaluation per region
+        t = self._error_trees
+        split = (t.mode != 0) & (t.feature == len(ERROR_FEATURE_NAMES) - 1)
+        self._batch_breaks = np.unique(t.threshold[split]).astype(np.float32)
+        last = self._batch_breaks[-1:] if self._batch_breaks.size else np.zeros(1, np.float32)
+        self._batch_reps = np.concatenate(
+            [self._batch_breaks, np.nextafter(last, np.float32(np.inf))]).astype(np.float64)
         self._scaler = Scaler(np.asarray(u["scaler_mean"]), np.asarray(u["scaler_scale"]))
         ref = ipc_to_table(files[REFERENCE_FILE])
         self._reference = np.column_stack(
             [ref.column(f"v{j}").to_numpy() for j in range(len(FEATURE_NAMES))])
+        self._reference = np.ascontiguousarray(self._reference, np.float64)
+        from ._kernels.neighbors import reference_norms
+
+        self._reference_norms = reference_norms(self._reference)
         self._ref_counts, self._ref_hardware = config_counts([configs[k] for k in tr])
         self._distance_scale = float(u["distance_scale"])
         self._sigma_floor = float(u["sigma_floor"])
         self._scores = ipc_to_table(files[CALIBRATION_FILE]).column("score").to_numpy()
+        self._state_cache: dict[tuple, _CurveState] = {}
         self.set_coverage(coverage)
 
     def set_coverage(self, coverage: float) -> None:
@@ -113,6 +256,7 @@ class Predictor:
                              f"bundle has ({self._scores.size})")
         self.coverage = float(coverage)
         self._q = q
+        self._state_cache = {}  # intervals depend on the coverage
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> Path:
@@ -149,54 +293,94 @@ class Predictor:
             return self._ort_model().predict(x)
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
 
-    def curve_params(self, keys: pa.Table, engine: str = "compiled"):
-        """Per distinct curve (a table of CURVE_KEY columns): a, b, c, is_fitted, the error-model
-        inputs without the batch size, nn_dist (to the nearest observed curve), config keys."""
-        cols = {c: keys.column(c).to_pylist() for c in CURVE_KEY}
-        configs = [config_key(*row) for row in zip(*(cols[c] for c in (
-            "hardware", "num_devices", "framework", "model", "precision", "batch_kind")))]
-        ii = np.asarray(cols["input_tokens"], np.float64)
-        oo = np.asarray(cols["output_tokens"], np.float64)
-        n = len(configs)
+    def error_sigma(self, curve_x: np.ndarray, batch: np.ndarray,
+                    engine: str = "compiled") -> np.ndarray:
+        """Log-scale error of learned predictions for (curve features + similarity, batch)."""
+        return self._error_sigma_log(curve_x, np.log(np.asarray(batch, np.float64)), engine)
+
+    def _error_sigma_log(self, curve_x: np.ndarray, log_batch: np.ndarray,
+                         engine: str = "compiled") -> np.ndarray:
+        ex = np.column_stack([curve_x, log_batch])
+        if engine == "onnxruntime":
+            log_sigma = self._error_ort_model().predict(ex)[:, 0]
+        elif engine == "compiled":
+            log_sigma = self._error_trees.predict(ex)[:, 0]
+        else:
+            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+        return np.maximum(np.exp(log_sigma), self._sigma_floor)
+
+    # ------------------------------------------------------------------ per-curve core
+    def _curve_block(self, configs_raw: list[tuple], ii: np.ndarray, oo: np.ndarray,
+                     engine: str = "compiled") -> _CurveBlock:
+        """Everything about distinct curves that does not depend on the batch size.
+
+        ``configs_raw`` holds (hardware, num_devices, framework, model, precision, batch_kind)
+        as given; names are resolved through cached lookups, features built by the compiled
+        kernel, trees run by the compiled evaluator (or ONNX Runtime).
+        """
+        n = len(configs_raw)
+        configs = [config_key(*c) for c in configs_raw]
         a, b, c = np.empty(n), np.empty(n), np.empty(n)
+        env, lo_b, hi_b = np.zeros(n), np.zeros(n), np.zeros(n)
         fitted = np.zeros(n, bool)
         for i, key in enumerate(configs):
             hit = self._fitted.get((key, int(ii[i]), int(oo[i])))
             if hit is not None:
                 a[i], b[i], c[i] = hit
+                env[i], lo_b[i], hi_b[i] = self._fit_envelope[(key, int(ii[i]), int(oo[i]))]
                 fitted[i] = True
+        cfg_rows, cfg_index = _distinct(configs_raw)
+        cfg = config_matrix(*zip(*cfg_rows)) if cfg_rows else np.zeros((0, 0))
+        x = build_features(cfg, ii, oo, cfg_index=cfg_index)
         learn = np.flatnonzero(~fitted)
         if learn.size:
-            cfg = config_matrix(*(np.asarray(cols[c], object)[learn] for c in (
-                "hardware", "num_devices", "framework", "model", "precision", "batch_kind")))
-            x = build_features(cfg, ii[learn], oo[learn])
-            z = self.raw_targets(x, engine)
+            z = self.raw_targets(x[learn], engine)
             z = z + self._anchors.corrections([configs[i] for i in learn], np.log(ii[learn]),
                                               np.log(oo[learn]))
-            b1, knee = roofline_batch1_knee(x)
+            b1, knee = roofline_batch1_knee(x[learn])
             a[learn], b[learn], c[learn] = targets_to_params(z, b1, knee)
-        # similarity of every curve to the observed ones (input of the error model)
-        cfg_all = config_matrix(*(cols[c] for c in (
-            "hardware", "num_devices", "framework", "model", "precision", "batch_kind")))
-        x_all = build_features(cfg_all, ii, oo)
-        sim = similarity_features(self._scaler.transform(x_all), self._reference, configs,
-                                  self._ref_counts, self._ref_hardware)
-        return a, b, c, fitted, np.column_stack([x_all, sim]), sim[:, 0], configs
+        sim = similarity_features(self._scaler.transform(x), self._reference, configs,
+                                  self._ref_counts, self._ref_hardware, self._reference_norms)
+        conf = np.where(fitted, 1.0, confidence(sim[:, 0], self._distance_scale))
+        return _CurveBlock(a, b, c, fitted, env, lo_b, hi_b, np.column_stack([x, sim]), conf)
 
-    def error_sigma(self, curve_x: np.ndarray, batch: np.ndarray,
-                    engine: str = "compiled") -> np.ndarray:
-        """Log-scale error of learned predictions for (curve features + similarity, batch)."""
-        ex = np.column_stack([curve_x, np.log(np.asarray(batch, np.float64))])
-        if engine == "onnxruntime":
-            log_sigma = self._error_ort_model().predict(ex)[:, 0]
-        else:
-            log_sigma = self._error_trees.predict(ex)[:, 0]
-        return np.maximum(np.exp(log_sigma), self._sigma_floor)
+    def _rows(self, block: _CurveBlock, codes: np.ndarray, bb: np.ndarray, oo: np.ndarray,
+              engine: str = "compiled") -> dict[str, np.ndarray]:
+        """Per-row predictions from per-curve blocks (curve index ``codes`` of each row)."""
+        thpt = eval_curve(block.a[codes], block.b[codes], block.c[codes], bb)
+        thpt = np.maximum(thpt, T1_FLOOR * block.c[codes])  # fitted curves can dip off range
+        fit_row = block.fitted[codes]
+        in_range = fit_row & (bb >= block.lo_b[codes]) & (bb <= block.hi_b[codes])
+        need = np.flatnonzero(~in_range)
+        sigma = np.maximum(block.env[codes], self._sigma_floor)
+        half = sigma.copy()
+        if need.size:
+            # the error model once per (curve, region of log batch between its split points)
+            region = np.searchsorted(self._batch_breaks, np.log(bb[need]).astype(np.float32))
+            pair = codes[need].astype(np.int64) * self._batch_reps.size + region
+            _, first, inv = np.unique(pair, return_index=True, return_inverse=True)
+            reps = self._batch_reps[region[first]]
+            s = self._error_sigma_log(block.err_x[codes[need[first]]], reps, engine)[inv.reshape(-1)]
+            sigma[need] = s
+            half[need] = np.maximum(np.where(fit_row[need], half[need], 0.0), self._q * s)
+        return {
+            "throughput": thpt,
+            "latency_s": oo * bb / thpt,
+            "lower": thpt * np.exp(-half),
+            "upper": thpt * np.exp(half),
+            "expected_ape": expected_ape(sigma),
+            "confidence": block.conf[codes],
+            "fitted": fit_row,
+        }
 
-
-    # ------------------------------------------------------------------ public prediction
+    # ------------------------------------------------------------------ Arrow batches
     def predict(self, data, engine: str = "compiled") -> pa.Table:
         """Predict every row of a workload table (canonical columns; throughput not needed).
+
+        Accepts a ``pyarrow.Table``, ``RecordBatch``, ``RecordBatchReader``, a dict of columns
+        or any object with the Arrow PyCapsule stream interface (for instance a polars
+        DataFrame). The models run once per distinct (configuration, ii, oo) and the error
+        model once per distinct (curve, batch size); the curve formula runs per row.
 
         Returns the input columns followed by ``throughput`` (output tokens/s), ``latency_s``
         (output_tokens * batch_size / throughput), ``lower`` / ``upper`` (the interval at the
@@ -210,43 +394,120 @@ class Predictor:
         """
         table = validate(as_table(data, "predict"), require_throughput=False, where="predict")
         codes, first = group_codes(table, CURVE_KEY)
-        keys = table.select(list(CURVE_KEY)).take(first)
-        a, b, c, fitted, err_x, nn, configs = self.curve_params(keys, engine)
-        ii = keys.column("input_tokens").to_numpy()
-        oo_k = keys.column("output_tokens").to_numpy()
-        env = np.zeros(len(configs))
-        lo_b = np.zeros(len(configs))
-        hi_b = np.zeros(len(configs))
-        for i in np.flatnonzero(fitted):
-            env[i], lo_b[i], hi_b[i] = self._fit_envelope[(configs[i], int(ii[i]), int(oo_k[i]))]
+        keys = table.select(list(CURVE_KEY)).take(first).to_pydict()
+        configs_raw = list(zip(*(keys[c] for c in _CONFIG_FIELDS)))
+        block = self._curve_block(configs_raw, np.asarray(keys["input_tokens"], np.float64),
+                                  np.asarray(keys["output_tokens"], np.float64), engine)
         bb = table.column("batch_size").to_numpy().astype(np.float64)
         oo = table.column("output_tokens").to_numpy().astype(np.float64)
-        thpt = eval_curve(a[codes], b[codes], c[codes], bb)
-        thpt = np.maximum(thpt, T1_FLOOR * c[codes])  # a fitted curve can dip below 0 off its range
-        # error model once per distinct (curve, batch size)
-        pair, pair_first, pair_inv = np.unique(np.column_stack([codes, bb]), axis=0,
-                                               return_index=True, return_inverse=True)
-        sigma_rows = self.error_sigma(err_x[codes[pair_first]], bb[pair_first], engine)[pair_inv.reshape(-1)]
-        fit_row = fitted[codes]
-        in_range = fit_row & (bb >= lo_b[codes]) & (bb <= hi_b[codes])
-        half = np.where(fit_row, np.maximum(env[codes], self._sigma_floor), 0.0)
-        half = np.where(in_range, half, np.maximum(half, self._q * sigma_rows))
-        row_sigma = np.where(in_range, np.maximum(env[codes], self._sigma_floor), sigma_rows)
-        conf = np.where(fitted, 1.0, confidence(nn, self._distance_scale))[codes]
+        cols = self._rows(block, codes, bb, oo, engine)
         out = table.rename_columns(
             ["measured_throughput" if n == "throughput" else n for n in table.column_names])
-        cols = {
-            "throughput": thpt,
-            "latency_s": oo * bb / thpt,
-            "lower": thpt * np.exp(-half),
-            "upper": thpt * np.exp(half),
-            "expected_ape": expected_ape(row_sigma),
-            "confidence": conf,
-        }
-        for name, values in cols.items():
-            out = out.append_column(name, pa.array(values))
-        basis = np.where(fit_row, "fitted", "learned")
-        return out.append_column("basis", pa.array(basis.tolist(), pa.string()))
+        for name in ("throughput", "latency_s", "lower", "upper", "expected_ape", "confidence"):
+            out = out.append_column(name, pa.array(cols[name]))
+        basis = pa.DictionaryArray.from_arrays(
+            pa.array(np.where(cols["fitted"], 0, 1).astype(np.int8)), _BASIS)
+        return out.append_column("basis", basis.cast(pa.string()))
+
+    # ------------------------------------------------------------------ one workload
+    def predict_one(self, hardware: str, num_devices: int, framework: str, model: str,
+                    precision: str = "fp16", input_tokens: int = 1, output_tokens: int = 1,
+                    batch_size: int = 1, batch_kind: str = "static",
+                    engine: str = "compiled") -> Prediction:
+        """Predict one workload (the scheduler hot path).
+
+        The first call for a (configuration, ii, oo) runs the models; later calls with the same
+        curve cost a dictionary lookup and the curve formula (the error model runs once per
+        new batch size). No Arrow, no pandas.
+        """
+        state = self._state_cache.get((hardware, num_devices, framework, model, precision,
+                                       input_tokens, output_tokens, batch_kind, engine))
+        if state is None:
+            state = self._new_state(hardware, num_devices, framework, model, precision,
+                                    input_tokens, output_tokens, batch_kind, engine)
+        if type(batch_size) is not int:
+            batch_size = _positive_int(batch_size, "batch_size")
+        elif batch_size <= 0:
+            _positive_int(batch_size, "batch_size")
+        return state.predict(batch_size, self)
+
+    def _new_state(self, hardware, num_devices, framework, model, precision, input_tokens,
+                   output_tokens, batch_kind, engine) -> "_CurveState":
+        key = (hardware, num_devices, framework, model, precision, input_tokens, output_tokens,
+               batch_kind, engine)
+        for name, value in (("hardware", hardware), ("framework", framework), ("model", model),
+                            ("precision", precision), ("batch_kind", batch_kind)):
+            if not isinstance(value, str) or not value.strip():
+                raise ValidationError(name, [0], "a non-empty string", "predict_one")
+        if batch_kind not in BATCH_KINDS:
+            raise ValidationError("batch_kind", [0], f"one of {BATCH_KINDS}", "predict_one")
+        nd = _positive_int(num_devices, "num_devices")
+        ii = _positive_int(input_tokens, "input_tokens")
+        oo = _positive_int(output_tokens, "output_tokens")
+        block = self._curve_block([(hardware, nd, framework, model, precision, batch_kind)],
+                                  np.array([float(ii)]), np.array([float(oo)]), engine)
+        state = _CurveState(block, float(oo), engine)
+        if len(self._state_cache) >= STATE_CACHE_SIZE:
+            self._state_cache.clear()
+        self._state_cache[key] = state
+        return state
+
+    def curve(self, workload, batch_sizes, engine: str = "compiled") -> CurvePrediction:
+        """Throughput and interval of one workload at many batch sizes (one model evaluation).
+
+        ``workload``: a :class:`Workload`, a dict or keyword-compatible mapping (its
+        batch_size, if any, is ignored).
+        """
+        w = _as_workload(workload)
+        bb = np.asarray(batch_sizes)
+        if bb.ndim != 1 or bb.size == 0:
+            raise ValidationError("batch_size", [], "a non-empty 1-D sequence", "curve")
+        bad = np.flatnonzero(~(bb > 0) | (bb != np.round(bb)))
+        if bad.size:
+            raise ValidationError("batch_size", bad, "whole numbers > 0", "curve")
+        self.predict_one(w.hardware, w.num_devices, w.framework, w.model, w.precision,
+                         w.input_tokens, w.output_tokens, 1, w.batch_kind, engine)
+        state = self._state_cache[(w.hardware, w.num_devices, w.framework, w.model, w.precision,
+                                   w.input_tokens, w.output_tokens, w.batch_kind, engine)]
+        bb = bb.astype(np.float64)
+        cols = self._rows(state.block, np.zeros(bb.size, np.int64), bb,
+                          np.full(bb.size, state.oo), engine)
+        return CurvePrediction(bb.astype(np.int64), cols["throughput"], cols["latency_s"],
+                               cols["lower"], cols["upper"], cols["expected_ape"],
+                               float(state.block.conf[0]),
+                               "fitted" if state.block.fitted[0] else "learned")
+
+    def best_batch_size(self, workload, max_latency_s: float | None = None,
+                        max_batch_size: int = 256, use_upper_bound: bool = False,
+                        engine: str = "compiled") -> tuple[int, Prediction] | None:
+        """The batch size in 1..max_batch_size with the highest predicted throughput whose
+        predicted latency (or, with ``use_upper_bound``, its pessimistic bound
+        ``output_tokens * batch / lower``) stays within ``max_latency_s``; None if none does."""
+        if max_batch_size < 1:
+            raise ValidationError("max_batch_size", [0], "an integer >= 1", "best_batch_size")
+        cp = self.curve(workload, np.arange(1, int(max_batch_size) + 1), engine)
+        # latency = oo * bb / throughput, so its pessimistic bound is oo * bb / lower
+        latency = cp.latency_s * cp.throughput / cp.lower if use_upper_bound else cp.latency_s
+        ok = np.ones(cp.batch_size.size, bool) if max_latency_s is None else latency <= max_latency_s
+        if not ok.any():
+            return None
+        i = int(np.flatnonzero(ok)[np.argmax(cp.throughput[ok])])
+        return int(cp.batch_size[i]), Prediction(
+            float(cp.throughput[i]), float(cp.latency_s[i]), float(cp.lower[i]),
+            float(cp.upper[i]), float(cp.expected_ape[i]), cp.confidence, cp.basis)
+
+    def warmup(self) -> "Predictor":
+        """Compile (or load from Numba's cache) every kernel the prediction paths use."""
+        w = {"hardware": ["H100", "x"], "num_devices": [1, 2], "framework": ["vllm", "y"],
+             "model": ["llama-2-7b", "z"], "input_tokens": [128, 7], "output_tokens": [128, 3],
+             "batch_size": [8, 5000]}
+        self.predict(pa.table(w))
+        self._trees.predict(np.zeros((PARALLEL_ROWS, self._trees.n_features), np.float32))
+        self._error_trees.predict(np.zeros((PARALLEL_ROWS, self._error_trees.n_features), np.float32))
+        self.predict_one("H100", 1, "vllm", "llama-2-7b", "fp16", 100, 100, 4)
+        self.curve(Workload("H100", 1, "vllm", "llama-2-7b", "fp16", 100, 100), [1, 2])
+        self._state_cache.clear()
+        return self
 
     def __repr__(self) -> str:
         m = self.manifest

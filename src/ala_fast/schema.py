@@ -84,8 +84,8 @@ def validate(
             out[name] = pa.array([DEFAULTS[name]] * n, pa.string())
             continue
         col = data.column(name)
-        nulls = col.is_null()
         if col.null_count:
+            nulls = col.is_null()
             if name in DEFAULTS:
                 col = pc.fill_null(col, DEFAULTS[name])
             else:
@@ -95,13 +95,15 @@ def validate(
                     or pa.types.is_dictionary(col.type)):
                 raise SchemaError(f"{where}: column {name!r} has type {col.type}, expected string")
             col = col.cast(pa.string())
-            values = _column_to_numpy(pc.utf8_length(pc.utf8_trim_whitespace(col)))
-            if (values == 0).any():
+            # check the distinct values (few) and map problems back to rows only when found
+            distinct = pc.unique(col)
+            empty = _column_to_numpy(pc.utf8_length(pc.utf8_trim_whitespace(distinct))) == 0
+            if empty.any():
+                values = _column_to_numpy(pc.utf8_length(pc.utf8_trim_whitespace(col)))
                 raise ValidationError(name, _bad_rows(values == 0), "a non-empty string", where)
-            if name == "batch_kind":
+            if name == "batch_kind" and not pc.all(pc.is_in(distinct, pa.array(BATCH_KINDS))).as_py():
                 ok = _column_to_numpy(pc.is_in(col, pa.array(BATCH_KINDS)))
-                if not ok.all():
-                    raise ValidationError(name, _bad_rows(~ok), f"one of {BATCH_KINDS}", where)
+                raise ValidationError(name, _bad_rows(~ok), f"one of {BATCH_KINDS}", where)
             out[name] = col
             continue
         # numeric columns

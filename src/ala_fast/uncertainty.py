@@ -52,16 +52,28 @@ class Scaler:
 
 def similarity_features(query_vectors: np.ndarray, ref_vectors: np.ndarray,
                         query_configs: list[tuple], ref_config_counts: dict[tuple, int],
-                        ref_hardware: set[str]) -> np.ndarray:
-    """Similarity of queries to a reference set (one row per query, SIM_FEATURES order)."""
-    from .neighbors import knn
+                        ref_hardware: set[str], ref_norms: np.ndarray | None = None) -> np.ndarray:
+    """Similarity of queries to a reference set (one row per query, SIM_FEATURES order).
 
-    d, _ = knn(query_vectors, ref_vectors, K_NEIGHBOURS, "euclidean")
-    dc, _ = knn(query_vectors, ref_vectors, 1, "cosine")
+    One compiled pass per query gives the 5 nearest Euclidean distances and the nearest cosine
+    distance (``ref_norms``: precomputed row norms of the reference, optional).
+    """
+    from ._kernels import neighbors as kn
+    from .neighbors import PARALLEL_WORK
+
+    q = np.ascontiguousarray(np.atleast_2d(query_vectors), np.float64)
+    ref = np.ascontiguousarray(ref_vectors, np.float64)
+    norms = kn.reference_norms(ref) if ref_norms is None else ref_norms
+    k = min(K_NEIGHBOURS, ref.shape[0])
+    d = np.empty((q.shape[0], k))
+    idx = np.empty((q.shape[0], k), np.int64)
+    cos = np.empty(q.shape[0])
+    big = q.shape[0] > 1 and q.shape[0] * ref.shape[0] * ref.shape[1] >= PARALLEL_WORK
+    (kn.similarity_batch if big else kn.similarity_batch_serial)(q, ref, norms, k, d, idx, cos)
     level = np.array([2.0 if c in ref_config_counts else (1.0 if c[0] in ref_hardware else 0.0)
                       for c in query_configs])
     sib = np.array([float(ref_config_counts.get(c, 0)) for c in query_configs])
-    return np.column_stack([d[:, 0], d.mean(axis=1), dc[:, 0], level, sib])
+    return np.column_stack([d[:, 0], d.mean(axis=1), cos, level, sib])
 
 
 def config_counts(configs: list[tuple]) -> tuple[dict[tuple, int], set[str]]:

@@ -81,3 +81,48 @@ def knn_parallel(queries, ref, k, metric, out_dist, out_idx):
     for i in prange(queries.shape[0]):
         knn_one(queries[i], ref, ref_norm, k, metric, out_dist[i], out_idx[i])
     return out_dist, out_idx
+
+
+@jit
+def similarity_one(q, ref, ref_norm, k, out_dist, out_idx):
+    """One pass over the references: the k nearest by Euclidean distance (sorted, into
+    out_dist / out_idx) and the smallest cosine distance (returned)."""
+    for p in range(k):
+        out_dist[p] = np.inf
+        out_idx[p] = -1
+    qn = 0.0
+    for j in range(q.shape[0]):
+        qn += q[j] * q[j]
+    qn = np.sqrt(qn)
+    best_cos = np.inf
+    for r in range(ref.shape[0]):
+        s = 0.0
+        dot = 0.0
+        for j in range(q.shape[0]):
+            t = q[j] - ref[r, j]
+            s += t * t
+            dot += q[j] * ref[r, j]
+        _insert(out_dist, out_idx, k, np.sqrt(s), r)
+        den = qn * ref_norm[r]
+        dc = 1.0 - dot / den if den > 0.0 else 1.0
+        if dc < best_cos:
+            best_cos = dc
+    return best_cos
+
+
+@jit_parallel
+def similarity_batch(queries, ref, ref_norm, k, out_dist, out_idx, out_cos):
+    for i in prange(queries.shape[0]):
+        out_cos[i] = similarity_one(queries[i], ref, ref_norm, k, out_dist[i], out_idx[i])
+    return out_cos
+
+
+@jit
+def similarity_batch_serial(queries, ref, ref_norm, k, out_dist, out_idx, out_cos):
+    for i in range(queries.shape[0]):
+        out_cos[i] = similarity_one(queries[i], ref, ref_norm, k, out_dist[i], out_idx[i])
+    return out_cos
+
+
+def reference_norms(ref):
+    return _norms(np.ascontiguousarray(ref, np.float64))
