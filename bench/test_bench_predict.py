@@ -69,3 +69,4 @@ def test_predict_table(benchmark, trained):
     w = random_workloads(N, seed=1)
     trained.predict(w.slice(0, 10))
     benchmark.pedantic(trained.predict, (w,), rounds=3)
+    benchmark.extra_info["rows"] = w.num_rows

@@ -73,12 +73,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .errors import ReaderError
     from .evaluate import run_all
-    from .report_tables import markdown, replace_section, to_json
+    from .report_tables import from_json, markdown, replace_section, to_json
 
-    results = run_all(args.data, protocols=args.protocol, methods=tuple(args.methods.split(",")),
-                      seed=args.seed, source=args.source, progress=args.progress,
-                      uncertainty=not args.no_uncertainty)
+    if args.from_json:
+        if args.data:
+            raise ReaderError("give benchmark files or --from-json, not both")
+        try:
+            results = from_json(Path(args.from_json).read_text())
+        except (OSError, ValueError) as exc:
+            raise ReaderError(f"{args.from_json}: {exc}") from exc
+    elif not args.data:
+        raise ReaderError("give at least one benchmark file (or --from-json FILE)")
+    else:
+        results = run_all(args.data, protocols=args.protocol,
+                          methods=tuple(args.methods.split(",")), seed=args.seed,
+                          source=args.source, progress=args.progress,
+                          uncertainty=not args.no_uncertainty)
     text = to_json(results) if args.format == "json" else markdown(results)
     if args.out:
         Path(args.out).write_text(text)
@@ -87,6 +99,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"updated the evaluation section of {args.readme}", file=sys.stderr)
     if not args.out:
         print(text)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import build_report
+
+    page = build_report(args.data, args.out, protocols=args.protocol, bundle=args.bundle,
+                        seed=args.seed, sample=args.sample, source=args.source,
+                        progress=args.progress, methods=tuple(args.methods.split(",")))
+    print(f"report written to {page}")
     return 0
 
 
@@ -140,7 +162,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="run the evaluation protocols on benchmark files")
-    p.add_argument("data", nargs="+", help="one table per data source")
+    p.add_argument("data", nargs="*", help="one table per data source")
+    p.add_argument("--from-json", metavar="FILE",
+                   help="render results saved with --format json --out FILE instead of running")
     p.add_argument("--protocol", action="append", choices=("P0", "P1", "P2", "P3", "P3-model"),
                    help="repeatable; default: all")
     p.add_argument("--methods", default="ala_fast,published,direct_gbr,nn_params")
@@ -153,6 +177,21 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-uncertainty", action="store_true",
                    help="skip the interval / expected-APE evaluation (much faster)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("report", help="HTML report with figures (needs ala_fast[report])")
+    p.add_argument("data", nargs="+", help="one table per data source")
+    p.add_argument("--out", required=True, help="folder for index.html, figures and tables")
+    p.add_argument("--protocol", action="append", choices=("P0", "P1", "P2", "P3", "P3-model"),
+                   help="repeatable; default: all")
+    p.add_argument("--bundle", default=None,
+                   help="model for the benchmarked curves ('default': the shipped one; "
+                        "by default one is trained on DATA)")
+    p.add_argument("--sample", type=int, default=4, help="configurations in the curve figure")
+    p.add_argument("--methods", default="ala_fast,published,direct_gbr,nn_params")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--source", default=None)
+    p.add_argument("--progress", action="store_true")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("info", help="what a bundle contains")
     p.add_argument("bundle", nargs="?", default=None)

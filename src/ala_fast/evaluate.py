@@ -67,8 +67,12 @@ def protocol_p2(table: pa.Table, loss: str = DEFAULT_LOSS) -> dict:
 def run_all(paths: list[str], protocols: list[str] | None = None,
             methods: tuple[str, ...] = ("ala_fast", "published", "direct_gbr", "nn_params"),
             seed: int = 0, source: str | None = None, progress: bool = False,
-            uncertainty: bool = True) -> list[dict]:
-    """Every requested protocol on every file (one data source each); JSON-ready results."""
+            uncertainty: bool = True, keep_rows: bool = False) -> list[dict]:
+    """Every requested protocol on every file (one data source each); JSON-ready results.
+
+    ``keep_rows``: keep each P1/P3 result's per-row arrays under ``"_rows"`` (actual, per
+    method predictions, interval, fold, curve) for figures; :func:`to_json` leaves them out.
+    """
     import warnings
     from pathlib import Path
 
@@ -95,7 +99,10 @@ def run_all(paths: list[str], protocols: list[str] | None = None,
                 by = "model" if proto == "P3-model" else "hardware"
                 r = run_protocol(table, proto[:2], seed=seed, methods=methods, by=by,
                                  progress=progress, uncertainty=uncertainty)
-                r.pop("_rows")
+                if keep_rows:
+                    r["_rows"]["table"] = table
+                else:
+                    r.pop("_rows")
             r["source"] = name
             results.append(r)
     return results

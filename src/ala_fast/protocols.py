@@ -125,7 +125,7 @@ def _fold_uncertainty(curves: CurveSet, rows_data, train, test, rows, pos, pred,
     ex = np.column_stack([curves.x[test][pos], sim[pos], np.log(bb)])
     sigma = np.maximum(np.exp(predict_sklearn(unc.error_models, ex)[:, 0]), SIGMA_FLOOR)
     lo, hi = interval(pred, sigma, conformal_quantile(unc.calibration_scores, coverage))
-    return lo, hi, expected_ape(sigma)
+    return lo, hi, expected_ape(sigma), sigma, unc.calibration_scores
 
 
 # --------------------------------------------------------------------------- driver
@@ -173,6 +173,7 @@ def run_protocol(
     usable[trainable(curves)] = True
     preds = {m: np.full(y.size, np.nan) for m in methods}
     extra: dict[str, np.ndarray] = {}
+    calibration: dict[int, np.ndarray] = {}  # per fold: conformal scores (any coverage level)
     bar = Progress(len(fold_names), f"{protocol} folds", enabled=progress)
     for f in range(len(fold_names)):
         test = np.flatnonzero(fold == f)
@@ -195,9 +196,11 @@ def run_protocol(
             a, b, c = fn(curves, train, test, seed=seed, l2=l2, cfg_codes=cfg_codes)
             preds[m][rows] = eval_curve(a[pos], b[pos], c[pos], bb[rows])
         if uncertainty and "ala_fast" in methods:
-            lo, hi, eape = _fold_uncertainty(curves, (codes, bb, y), train, test, rows, pos,
-                                             preds["ala_fast"][rows], seed, coverage)
-            for name, values in (("lower", lo), ("upper", hi), ("expected_ape", eape)):
+            lo, hi, eape, sigma, calibration[f] = _fold_uncertainty(
+                curves, (codes, bb, y), train, test, rows, pos, preds["ala_fast"][rows], seed,
+                coverage)
+            for name, values in (("lower", lo), ("upper", hi), ("expected_ape", eape),
+                                 ("sigma", sigma)):
                 extra.setdefault(name, np.full(y.size, np.nan))[rows] = values
         bar.update()
     bar.close()
@@ -212,9 +215,11 @@ def run_protocol(
             lo, hi = extra["lower"], extra["upper"]
             ok = np.isfinite(lo) & answered
             summary["coverage"] = float(np.mean((y[ok] >= lo[ok]) & (y[ok] <= hi[ok])))
-            summary["rel_width"] = float(np.mean((hi[ok] - lo[ok]) / p[ok]))
+            width = (hi[ok] - lo[ok]) / p[ok]
+            summary["rel_width"] = float(np.mean(width))
+            summary["median_rel_width"] = float(np.median(width))
             summary["rank_corr"] = spearman(extra["expected_ape"][ok], ape(p[ok], y[ok]))
         results["methods"][m] = summary
-    results["_rows"] = {"actual": y, "pred": preds, "extra": extra,
-                        "fold": fold[codes], "curve": codes}
+    results["_rows"] = {"actual": y, "pred": preds, "extra": extra, "calibration": calibration,
+                        "fold": fold[codes], "curve": codes, "batch_size": bb}
     return results

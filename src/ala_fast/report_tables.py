@@ -13,6 +13,13 @@ METHOD_LABELS = {
     "nn_params": "nearest-neighbour curve parameters",
 }
 
+EXTRA_COLUMNS = {  # uncertainty summaries, present for ala_fast when evaluated
+    "coverage": "90% coverage",
+    "rel_width": "mean rel. width",
+    "median_rel_width": "median rel. width",
+    "rank_corr": "rank corr.",
+}
+
 
 def _fmt(v, digits=1):
     if v is None or (isinstance(v, float) and v != v):
@@ -26,11 +33,9 @@ def markdown(results: list[dict]) -> str:
     for r in results:
         out.append(f"**{r['source']}: {r['protocol']}** ({r.get('rows', '?')} rows, "
                    f"{r.get('folds', r.get('curves', '?'))} {'folds' if 'folds' in r else 'curves'})\n")
-        extra_cols = [c for c in ("coverage", "rel_width", "rank_corr") if any(
-            c in m for m in r["methods"].values())]
+        extra_cols = [c for c in EXTRA_COLUMNS if any(c in m for m in r["methods"].values())]
         head = ["method", "median APE %", "mean APE %", "p90 APE %", "answered"] + [
-            {"coverage": "90% coverage", "rel_width": "rel. width", "rank_corr": "rank corr."}[c]
-            for c in extra_cols]
+            EXTRA_COLUMNS[c] for c in extra_cols]
         out.append("| " + " | ".join(head) + " |")
         out.append("|" + "---|" * len(head))
         for name, m in r["methods"].items():
@@ -43,7 +48,19 @@ def markdown(results: list[dict]) -> str:
 
 
 def to_json(results: list[dict]) -> str:
-    return json.dumps(results, indent=2, sort_keys=True, default=float)
+    """JSON of the summaries (per-row arrays, keys starting with "_", are left out)."""
+    public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in results]
+    return json.dumps(public, indent=2, sort_keys=True, default=float)
+
+
+def from_json(text: str) -> list[dict]:
+    """Results saved by :func:`to_json` (``ala-fast evaluate --format json --out F``)."""
+    results = json.loads(text)
+    if not isinstance(results, list) or not all(
+            isinstance(r, dict) and {"source", "protocol", "methods"} <= r.keys() for r in results):
+        raise ValueError("not an ala-fast evaluation JSON (expected a list of "
+                         "{source, protocol, methods} objects)")
+    return results
 
 
 def replace_section(path: str | Path, name: str, content: str) -> None:
