@@ -33,6 +33,29 @@ def _print_one(row: dict) -> None:
         print(f"  expected APE {row['expected_ape']:.1f}%   confidence {row['confidence']:.2f}")
 
 
+def _predict_ray(args: argparse.Namespace) -> int:
+    import time
+
+    from .errors import ReaderError
+    from .streaming import raise_failures
+
+    if not args.input or not args.out:
+        raise ReaderError("--engine ray needs an INPUT (Parquet file or folder) and --out FOLDER")
+    from .ray import predict_files
+
+    t0 = time.perf_counter()
+    results = predict_files(args.input, args.out, bundle=args.bundle, workers=args.workers,
+                            batch_rows=args.batch_rows, progress=args.progress or None)
+    seconds = time.perf_counter() - t0
+    done = [r for r in results if r.error is None]
+    rows = sum(r.rows for r in done)
+    peak = max((r.peak_rss_mib for r in results), default=0.0)
+    print(f"predicted {rows:,} rows in {len(done)} of {len(results)} file(s) -> {args.out} "
+          f"({rows / seconds:,.0f} rows/s including start-up; peak worker memory {peak:,.0f} MiB)")
+    raise_failures(results)
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     import pyarrow as pa
 
@@ -40,6 +63,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .predictor import load
     from .tables import write_table
 
+    if args.engine == "ray":
+        return _predict_ray(args)
     predictor = load(args.bundle)
     if args.input:
         from .readers import _load_file
@@ -149,7 +174,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("input", nargs="?", help="workload table (CSV, Parquet, Arrow)")
     p.add_argument("--out", help="output table (.parquet, .csv, .arrow); CSV on stdout if omitted")
     p.add_argument("--bundle", default=None, help="model bundle folder (default: shipped model)")
-    p.add_argument("--engine", choices=("compiled", "onnxruntime"), default="compiled")
+    p.add_argument("--engine", choices=("compiled", "onnxruntime", "ray"), default="compiled",
+                   help="tree evaluator, or 'ray': Parquet file/folder -> folder on Ray workers "
+                        "(streaming, one output file per input file; needs ala_fast[ray])")
+    p.add_argument("--workers", type=int, default=None, help="Ray workers (default: all CPUs)")
+    p.add_argument("--batch-rows", type=int, default=262_144,
+                   help="rows per batch a Ray worker holds in memory")
+    p.add_argument("--progress", action="store_true")
     p.add_argument("--hardware")
     p.add_argument("--num-devices", type=int, default=1)
     p.add_argument("--framework")

@@ -23,6 +23,7 @@ class ValidationError(ALAError, ValueError):
         self.column = column
         self.rows = list(int(r) for r in rows)
         self.expected = expected
+        self.where = where
         first = ", ".join(str(r) for r in self.rows[:5])
         more = f" (and {len(self.rows) - 5} more)" if len(self.rows) > 5 else ""
         prefix = f"{where}: " if where else ""
@@ -30,6 +31,9 @@ class ValidationError(ALAError, ValueError):
             f"{prefix}column {column!r}: {len(self.rows)} invalid row(s) at {first}{more}; "
             f"expected {expected}"
         )
+
+    def __reduce__(self):  # picklable (worker processes send it back)
+        return (type(self), (self.column, self.rows, self.expected, self.where))
 
 
 class ReaderError(ALAError, ValueError):
@@ -42,3 +46,11 @@ class FitError(ALAError, ValueError):
 
 class BundleError(ALAError):
     """A model bundle is missing, corrupted or of an unsupported format version."""
+
+
+def located(exc: ALAError, where: str, row_offset: int = 0) -> ALAError:
+    """The same error, said of ``where`` (a file) with row numbers shifted by ``row_offset``
+    (for errors raised on one batch of a larger input)."""
+    if isinstance(exc, ValidationError):
+        return ValidationError(exc.column, [r + row_offset for r in exc.rows], exc.expected, where)
+    return type(exc)(f"{where}: {exc}")

@@ -382,7 +382,7 @@ class Predictor:
         DataFrame). The models run once per distinct (configuration, ii, oo) and the error
         model once per distinct (curve, batch size); the curve formula runs per row.
 
-        Returns the input columns followed by ``throughput`` (output tokens/s), ``latency_s``
+        Returns the input columns (as given: same order and types) followed by ``throughput`` (output tokens/s), ``latency_s``
         (output_tokens * batch_size / throughput), ``lower`` / ``upper`` (the interval at the
         predictor's coverage), ``expected_ape`` (%), ``confidence`` (0..1) and ``basis``
         ("fitted" when that exact curve was benchmarked, else "learned"). An input
@@ -392,7 +392,8 @@ class Predictor:
         a fitted curve inside its measured batch range gets the envelope of its own fit
         residuals, and outside that range the wider of that envelope and the learned interval.
         """
-        table = validate(as_table(data, "predict"), require_throughput=False, where="predict")
+        raw = as_table(data, "predict")
+        table = validate(raw, require_throughput=False, where="predict")
         codes, first = group_codes(table, CURVE_KEY)
         keys = table.select(list(CURVE_KEY)).take(first).to_pydict()
         configs_raw = list(zip(*(keys[c] for c in _CONFIG_FIELDS)))
@@ -401,8 +402,8 @@ class Predictor:
         bb = table.column("batch_size").to_numpy().astype(np.float64)
         oo = table.column("output_tokens").to_numpy().astype(np.float64)
         cols = self._rows(block, codes, bb, oo, engine)
-        out = table.rename_columns(
-            ["measured_throughput" if n == "throughput" else n for n in table.column_names])
+        out = raw.rename_columns(  # the input as given (order, types), zero-copy
+            ["measured_throughput" if n == "throughput" else n for n in raw.column_names])
         for name in ("throughput", "latency_s", "lower", "upper", "expected_ape", "confidence"):
             out = out.append_column(name, pa.array(cols[name]))
         basis = pa.DictionaryArray.from_arrays(
