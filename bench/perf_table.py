@@ -34,13 +34,19 @@ def table(data: dict) -> str:
         rows = sorted(groups[name], key=lambda b: b["stats"]["median"])
         slowest = max(b["stats"]["median"] for b in rows)
         lines.append(f"**{name}**\n")
-        lines.append("| benchmark | median | speed-up vs slowest | rows/s |")
-        lines.append("|---|---|---|---|")
+        mem = any("peak_rss_mib" in (b.get("extra_info") or {}) for b in rows)
+        lines.append("| benchmark | median | speed-up vs slowest | rows/s |"
+                     + (" peak worker MiB |" if mem else ""))
+        lines.append("|---|---|---|---|" + ("---|" if mem else ""))
         for b in rows:
             med = b["stats"]["median"]
             n = (b.get("extra_info") or {}).get("rows")
             rate = f"{n / med:,.0f}" if n else ""
-            lines.append(f"| {b['name']} | {fmt_time(med)} | {slowest / med:,.1f}x | {rate} |")
+            line = f"| {b['name']} | {fmt_time(med)} | {slowest / med:,.1f}x | {rate} |"
+            if mem:
+                peak = (b.get("extra_info") or {}).get("peak_rss_mib")
+                line += f" {peak:,.0f} |" if peak else " |"
+            lines.append(line)
         lines.append("")
     return "\n".join(lines)
 

@@ -182,3 +182,41 @@ def test_similarity_features_match_brute_force():
     np.testing.assert_allclose(sim[:, 1], d.mean(axis=1), atol=1e-12)
     np.testing.assert_allclose(sim[:, 2], dc[:, 0], atol=1e-12)
     assert sim[0, 0] == 0.0 and (sim[:, 3] == 2).all() and (sim[:, 4] == 3).all()
+
+
+def test_predictor_benchmark_next_picks_far_curves_and_helps():
+    from ala_fast.neighbors import knn
+
+    p = ala_fast.load()
+    rng = np.random.default_rng(3)
+    n = 60
+    cand = pa.table({
+        "hardware": rng.choice(["H100", "MI300X", "Gaudi2", "L40S"], n).tolist(),
+        "num_devices": rng.integers(1, 9, n), "framework": rng.choice(["vllm", "trt-llm"], n).tolist(),
+        "model": rng.choice(["llama-3-70b", "mixtral-8x7b", "qwen2-72b"], n).tolist(),
+        "input_tokens": 64 + 97 * np.arange(n), "output_tokens": rng.choice([128, 2048], n),
+    })
+    plan = p.benchmark_next(cand, 5, seed=1, steps=500)
+    assert plan.num_rows == 5 and "nearest_distance" in plan.column_names
+    meta = {k.decode(): float(v) for k, v in plan.schema.metadata.items()}
+    assert meta["mean_distance_after"] < meta["mean_distance_before"]
+    assert plan.equals(p.benchmark_next(cand, 5, seed=1, steps=500))  # same seed, same plan
+    # brute force: the mean nearest distance after adding the chosen curves, as reported
+    from ala_fast.features import build_features, config_matrix
+    from ala_fast.schema import validate
+
+    full = validate(cand.append_column("batch_size", pa.array(np.ones(n, np.int64))),
+                    require_throughput=False)
+    cols = full.to_pydict()
+
+    def vectors(c):
+        x = build_features(config_matrix(c["hardware"], c["num_devices"], c["framework"],
+                                         c["model"], c["precision"], c["batch_kind"]),
+                           np.asarray(c["input_tokens"], float), np.asarray(c["output_tokens"], float))
+        return p._scaler.transform(x)
+
+    v, chosen = vectors(cols), vectors(plan.to_pydict())
+    after, _ = knn(v, np.vstack([p._reference, chosen]), 1)
+    assert np.mean(after) == pytest.approx(meta["mean_distance_after"], rel=1e-6)  # incremental sums
+    with pytest.raises(ala_fast.ValidationError, match="k"):
+        p.benchmark_next(cand, 0)

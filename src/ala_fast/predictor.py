@@ -497,6 +497,12 @@ class Predictor:
             float(cp.throughput[i]), float(cp.latency_s[i]), float(cp.lower[i]),
             float(cp.upper[i]), float(cp.expected_ape[i]), cp.confidence, cp.basis)
 
+    def benchmark_next(self, candidates, k: int, *, seed: int = 0, steps: int = 3000) -> pa.Table:
+        """The ``k`` candidate curves worth benchmarking next (see :mod:`ala_fast.planning`)."""
+        from .planning import benchmark_next
+
+        return benchmark_next(self, candidates, k, seed=seed, steps=steps)
+
     def warmup(self) -> "Predictor":
         """Compile (or load from Numba's cache) every kernel the prediction paths use."""
         w = {"hardware": ["H100", "x"], "num_devices": [1, 2], "framework": ["vllm", "y"],
