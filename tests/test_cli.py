@@ -54,3 +54,15 @@ def test_fit_rejects_non_table(tmp_path, capsys):
     (tmp_path / "x.bin").write_bytes(b"\x00\x01")
     assert main(["fit", str(tmp_path / "x.bin")]) == 2
     assert "unknown file type" in capsys.readouterr().err
+
+
+def test_plan(tmp_path, capsys):
+    n = 12
+    cand = pa.table({"hardware": ["MI300X"] * n, "num_devices": [1, 2] * (n // 2),
+                     "framework": ["vllm"] * n, "model": ["llama-3-70b"] * n,
+                     "input_tokens": [128 * (i + 1) for i in range(n)], "output_tokens": [256] * n})
+    pq.write_table(cand, tmp_path / "c.parquet")
+    assert main(["plan", str(tmp_path / "c.parquet"), "--k", "3", "--out", str(tmp_path / "p.csv")]) == 0
+    out = capsys.readouterr().out
+    assert out.count("MI300X") == 3 and "->" in out
+    assert main(["plan", str(tmp_path / "c.parquet"), "--k", "12"]) == 2

@@ -137,6 +137,24 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from .predictor import load
+    from .readers import _load_file
+    from .tables import write_table
+
+    plan = load(args.bundle).benchmark_next(_load_file(Path(args.candidates)), args.k,
+                                            seed=args.seed)
+    meta = {k.decode(): float(v) for k, v in plan.schema.metadata.items()}
+    if args.out:
+        write_table(plan, args.out)
+    for row in plan.to_pylist():
+        print(f"{row['hardware']} x{row['num_devices']} / {row['framework']} / {row['model']} "
+              f"({row['precision']}), {row['input_tokens']} in / {row['output_tokens']} out")
+    print(f"mean distance of the candidates to the nearest benchmarked curve: "
+          f"{meta['mean_distance_before']:.3f} -> {meta['mean_distance_after']:.3f}")
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from .predictor import default_bundle_path, load
 
@@ -223,6 +241,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--source", default=None)
     p.add_argument("--progress", action="store_true")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("plan", help="which candidate workloads to benchmark next")
+    p.add_argument("candidates", help="candidate workloads (CSV, Parquet, Arrow; batch size optional)")
+    p.add_argument("--k", type=int, required=True, help="benchmarking budget (curves)")
+    p.add_argument("--out", help="write the chosen curves to this table")
+    p.add_argument("--bundle", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("info", help="what a bundle contains")
     p.add_argument("bundle", nargs="?", default=None)
