@@ -253,3 +253,45 @@ def test_perfect_and_general_tree_layouts_agree(small_predictor, argonne):
     t = small_predictor._trees
     assert t.perfect is not None
     np.testing.assert_array_equal(t.predict(x, layout="perfect"), t.predict(x, layout="general"))
+
+
+# ----------------------------------------------------------------------------- plausibility
+def _curve(hardware, model, thpt, ii=512, oo=256, batches=(1, 8, 32, 64)):
+    n = len(batches)
+    return pa.table({"hardware": [hardware] * n, "num_devices": [1] * n,
+                     "framework": ["vllm"] * n, "model": [model] * n,
+                     "input_tokens": [ii] * n, "output_tokens": [oo] * n,
+                     "batch_size": list(batches), "throughput": [float(t) for t in thpt]})
+
+
+def test_throughput_ceiling_is_the_roofline_by_hand():
+    from ala_fast.catalog import resolve_hardware, resolve_model
+    from ala_fast.features import table_features, throughput_ceiling
+
+    t = ala_fast.validate(_curve("H100", "llama-2-7b", [1, 2, 3, 4]), require_throughput=True)
+    x, _ = table_features(t)
+    hw, md = resolve_hardware("H100"), resolve_model("llama-2-7b")
+    decode = hw.mem_bw_tbs * 1e12 / (md.active_b * 1e9 * 2)  # fp16: 2 bytes per weight
+    compute = hw.fp16_tflops * 1e12 / (2 * md.active_b * 1e9) * 256 / (512 + 256)
+    bb = np.array([1, 8, 32, 64.0])
+    np.testing.assert_allclose(throughput_ceiling(x, bb), np.minimum(bb * decode, compute),
+                               rtol=1e-12)
+    unknown = ala_fast.validate(_curve("Acme-NPU", "llama-2-7b", [1, 2, 3, 4]),
+                                require_throughput=True)
+    assert np.isnan(throughput_ceiling(table_features(unknown)[0], bb)).all()
+
+
+def test_curves_above_the_roofline_are_flagged_and_not_trained_on(trtllm, argonne):
+    from ala_fast.learner import curve_set, trainable
+
+    ok = _curve("H100", "llama-2-7b", [60, 400, 1200, 1800])
+    impossible = _curve("H100", "llama-2-7b", [25000, 30000, 38000, 38000], ii=2048, oo=2048)
+    unknown = _curve("Acme-NPU", "llama-2-7b", [25000, 30000, 38000, 38000])
+    params = ala_fast.fit_curves(pa.concat_tables([ok, impossible, unknown]))
+    assert params.column("above_roofline").to_pylist() == [False, True, False]
+    assert trainable(curve_set(params)).tolist() == [0, 2]
+    # on the shared data: no TensorRT-LLM sweep curve is implausible; the Argonne ones flagged
+    # all have a measurement beyond twice the ceiling
+    assert not any(ala_fast.fit_curves(trtllm).column("above_roofline").to_pylist())
+    p = ala_fast.fit_curves(argonne)
+    assert 0 < sum(p.column("above_roofline").to_pylist()) < 0.05 * p.num_rows

@@ -34,7 +34,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     params = fit_curves(table, loss=args.loss, progress=True if args.progress else None)
     n = params.num_rows
     flags = {f: int(np.sum(params.column(f).to_numpy(zero_copy_only=False))) for f in (
-        "too_short", "not_monotone", "not_saturated")}
+        "too_short", "not_monotone", "not_saturated", "above_roofline")}
     max_ape = params.column("max_ape").to_numpy()
     print(f"fitted {n} curves from {table.num_rows} rows (loss={args.loss})")
     print(f"max APE per curve: median {np.median(max_ape):.2f}%, 90th percentile "

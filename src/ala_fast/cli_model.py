@@ -16,8 +16,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     predictor = train(table, seed=args.seed, loss=args.loss)
     path = predictor.save(args.out)
     t = predictor.manifest["training"]
-    print(f"trained on {t['rows']} rows, {t['curves']} curves ({t['curves_trained']} with >= 3 "
-          f"batch sizes); bundle written to {path}")
+    print(f"trained on {t['rows']} rows, {t['curves']} curves ({t['curves_trained']} learned "
+          f"from: >= 3 batch sizes, none above the roofline); bundle written to {path}")
     return 0
 
 

@@ -86,8 +86,12 @@ def fit_curves(
 
     Returns the parameter database: the curve key columns, ``a``, ``b``, ``c``, ``n_points``,
     ``min_batch``, ``max_batch``, ``rmse`` (tokens/s), ``max_ape`` (%) and the flags
-    ``too_short`` (< 3 batch sizes; still fitted), ``not_monotone`` and ``not_saturated``.
+    ``too_short`` (< 3 batch sizes; still fitted), ``not_monotone``, ``not_saturated`` and
+    ``above_roofline`` (a measurement above ``ROOFLINE_MARGIN`` times the roofline ceiling of
+    :func:`features.throughput_ceiling`: physically implausible, kept but not trained on).
     """
+    from .features import ROOFLINE_MARGIN, table_features, throughput_ceiling
+
     if loss not in LOSSES:
         raise FitError(f"loss={loss!r} is not one of {LOSSES}")
     table = validate(table, require_throughput=True, where="fit_curves")
@@ -123,6 +127,9 @@ def fit_curves(
     np.logical_or.at(drop, seg[idx], drops)
     max_batch = x_s[offsets[1:] - 1]
     keys = table.select(list(CURVE_KEY)).take(first)
+    ceiling = throughput_ceiling(table_features(keys)[0][seg], x_s)
+    above = np.zeros(m, bool)
+    np.logical_or.at(above, seg, y_s > ROOFLINE_MARGIN * np.nan_to_num(ceiling, nan=np.inf))
     cols = {name: keys.column(name) for name in CURVE_KEY}
     cols.update(
         a=a, b=b, c=c, n_points=counts.astype(np.int64),
@@ -131,6 +138,7 @@ def fit_curves(
         too_short=counts < MIN_POINTS,
         not_monotone=drop,
         not_saturated=a * np.exp(-b * max_batch) > SATURATION_GAP * np.maximum(c, 1e-300),
+        above_roofline=above,
     )
     out = pa.table(cols)
     return out.replace_schema_metadata({b"ala_fast.loss": loss.encode()})

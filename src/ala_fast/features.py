@@ -141,3 +141,23 @@ def table_features(table) -> tuple[np.ndarray, np.ndarray]:
     ii = table.column("input_tokens").to_numpy().astype(np.float64)
     oo = table.column("output_tokens").to_numpy().astype(np.float64)
     return build_features(cfg, ii, oo), cfg
+
+
+ROOFLINE_MARGIN = 2.0  # a measurement above this multiple of the roofline ceiling is implausible
+
+
+def throughput_ceiling(x: np.ndarray, batch: np.ndarray) -> np.ndarray:
+    """Roofline upper bound of output tokens/s for feature rows ``x`` at batch sizes ``batch``.
+
+    No run can beat both limits: one decode step reads the active weights once for the whole
+    batch (``batch * decode_rate``), and every token of every sequence costs 2 * active
+    parameters FLOPs at peak (``compute_rate * oo / (ii + oo)`` output tokens/s). NaN where the
+    hardware or the model is not in the catalog (the descriptors are guesses there).
+    """
+    f = {n: i for i, n in enumerate(FEATURE_NAMES)}
+    ii, oo = x[:, f["ii"]], x[:, f["oo"]]
+    bound = np.minimum(np.asarray(batch, np.float64) * np.exp(x[:, f["log_decode_rate"]]),
+                       np.exp(x[:, f["log_compute_rate"]]) * oo / (ii + oo))
+    known = (x[:, f["hardware_known"]] > 0) & (x[:, f["model_known"]] > 0)
+    return np.where(known, bound, np.nan)
+

@@ -30,6 +30,7 @@ class CurveSet:
     b: np.ndarray
     c: np.ndarray
     n_points: np.ndarray
+    plausible: np.ndarray  # no measurement above the roofline ceiling (see fit_curves)
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -37,7 +38,7 @@ class CurveSet:
     def take(self, idx: np.ndarray) -> "CurveSet":
         return CurveSet(self.keys.take(pa.array(idx)), self.x[idx], self.roof_batch1[idx],
                         self.roof_knee[idx], self.a[idx], self.b[idx], self.c[idx],
-                        self.n_points[idx])
+                        self.n_points[idx], self.plausible[idx])
 
     def targets(self) -> np.ndarray:
         return params_to_targets(self.a, self.b, self.c, self.roof_batch1, self.roof_knee)
@@ -55,11 +56,14 @@ def curve_set(params: pa.Table) -> CurveSet:
         keys=params.select(list(CURVE_KEY)), x=x, roof_batch1=b1,
         roof_knee=knee, a=params.column("a").to_numpy(), b=params.column("b").to_numpy(),
         c=params.column("c").to_numpy(), n_points=params.column("n_points").to_numpy(),
+        plausible=~params.column("above_roofline").to_numpy(zero_copy_only=False)
+        if "above_roofline" in params.column_names else np.ones(params.num_rows, bool),
     )
 
 
 def trainable(curves: CurveSet) -> np.ndarray:
-    return np.flatnonzero(curves.n_points >= MIN_POINTS_TRAIN)
+    """Curves the models learn from: >= MIN_POINTS_TRAIN batch sizes and physically plausible."""
+    return np.flatnonzero((curves.n_points >= MIN_POINTS_TRAIN) & curves.plausible)
 
 
 def params_from_outputs(z: np.ndarray, roof_batch1, roof_knee):
