@@ -127,3 +127,6 @@ def test_cli_engine_ray(ray_local, folder, tmp_path, capsys):
     assert pq.read_table(out / "part-1.parquet").num_rows == ROWS_PER_FILE
     assert main(["predict", str(tmp_path / "missing"), "--out", str(out), "--engine", "ray"]) == 2
     assert "no such file or folder" in capsys.readouterr().err
+    assert main(["predict", str(folder), "--out", str(out), "--engine", "ray",
+                 "--bundle", str(tmp_path / "no_bundle")]) == 2
+    assert "no_bundle" in capsys.readouterr().err

@@ -35,6 +35,14 @@ def _load(bundle, coverage):
     return load(bundle, coverage=coverage).warmup()
 
 
+def _check_bundle(bundle, coverage) -> None:
+    """Load the bundle once in the driver so a bad path or bundle raises the library error here,
+    not as a dead Ray actor."""
+    from .predictor import load
+
+    load(None if bundle is None else str(bundle), coverage=coverage)
+
+
 class _PredictBatches:
     """The per-worker callable of :func:`predict_dataset` (constructed once per actor)."""
 
@@ -69,6 +77,7 @@ def predict_dataset(ds, bundle: str | Path | None = None, batch_size: int = 65_5
     the library exception inside.
     """
     ray = _ray()
+    _check_bundle(bundle, coverage)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if workers is None:
@@ -125,6 +134,7 @@ def predict_files(input_path: str | Path, out_dir: str | Path, bundle: str | Pat
 
     ray = _ray()
     root, files = input_files(input_path)
+    _check_bundle(bundle, coverage)
     out_dir = Path(out_dir)
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
