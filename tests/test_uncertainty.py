@@ -10,7 +10,7 @@ from ala_fast._kernels import anneal as ka
 from ala_fast.augment import BoostingParams, predict_sklearn
 from ala_fast.neighbors import knn
 from ala_fast.readers import concat_tables
-from ala_fast.uncertainty import conformal_quantile
+from ala_fast.uncertainty import conformal_quantile, grouped_cross_fit, level_quantiles
 
 from .naive import anneal_reference, knn_brute, splitmix64
 
@@ -108,6 +108,33 @@ def test_conformal_quantile():
     assert conformal_quantile(s[:5], 0.9) == float("inf")
 
 
+def test_level_quantiles_are_per_level_with_pooled_fallback():
+    scores = np.concatenate([np.arange(1, 101.0), 10 * np.arange(1, 101.0), np.array([5.0] * 3)])
+    levels = np.repeat([2, 0, 1], [100, 100, 3])
+    q = level_quantiles(scores, levels, 0.9)
+    assert q[2] == 91.0 and q[0] == 910.0  # each level its own split-conformal quantile
+    assert q[1] == conformal_quantile(scores, 0.9)  # 3 scores cannot give 90%: pooled
+    np.testing.assert_array_equal(level_quantiles(scores, None, 0.9),
+                                  np.full(3, conformal_quantile(scores, 0.9)))
+
+
+@pytest.mark.parametrize("n_units", [1, 3, 9])
+def test_grouped_cross_fit_never_scores_a_unit_it_was_fitted_on(n_units):
+    rng = np.random.default_rng(n_units)
+    unit = rng.integers(0, n_units, 500).astype(str)
+    scored, usable = rng.random(500) < 0.4, rng.random(500) < 0.5
+    seen = []
+    for fit_rows, score_rows in grouped_cross_fit(unit, scored, usable, np.random.default_rng(0)):
+        assert usable[fit_rows].all() and scored[score_rows].all()
+        assert not set(unit[fit_rows]) & set(unit[score_rows])
+        seen.extend(score_rows.tolist())
+    assert len(seen) == len(set(seen))  # at most once
+    if n_units > 1:  # every unit is out of some fold that still has rows to fit on
+        assert sorted(seen) == np.flatnonzero(scored).tolist()
+    else:
+        assert seen == []  # one unit: nothing left to fit on, nothing claimed
+
+
 @pytest.fixture(scope="module")
 def predictor(trtllm):
     mask = pa.compute.is_in(trtllm.column("hardware"), pa.array(["H100 80GB HBM3", "L40S", "A100-SXM4-80GB"]))
@@ -155,6 +182,27 @@ def test_uncertainty_columns_and_ordering(predictor):
     for r in (near, far):
         assert 0.0 <= r["confidence"] <= 1.0 and r["expected_ape"] > 0
         assert r["lower"] < r["throughput"] < r["upper"]
+
+
+def test_unseen_hardware_uses_its_own_calibration(predictor):
+    from ala_fast.uncertainty import LEVEL_COLUMN
+
+    cal = predictor.manifest["metrics"]["calibration_q90"]
+    assert set(cal) == {"unseen_hardware", "unseen_configuration", "known_configuration"}
+    new_hw = predictor.predict(workload(hardware="MI300X", input_tokens=300)).to_pylist()[0]
+    one = predictor.predict_one("MI300X", 1, "trt-llm", "llama-2-7b", "fp16", 300, 128, 16)
+    assert one.lower == pytest.approx(new_hw["lower"]) and one.upper == pytest.approx(new_hw["upper"])
+    block = predictor._curve_block([("MI300X", 1, "trt-llm", "llama-2-7b", "fp16", "static")],
+                                   np.array([300.0]), np.array([128.0]))
+    assert block.err_x[0, LEVEL_COLUMN] == 0  # MI300X is not in this bundle's training data
+    half = np.log(new_hw["upper"] / new_hw["throughput"])
+    assert half == pytest.approx(cal["unseen_hardware"], rel=1e-6)  # not scaled by sigma
+    known = predictor.predict(workload(input_tokens=300)).to_pylist()[0]  # known configuration
+    sigma = predictor.error_sigma(
+        predictor._curve_block([("H100", 1, "trt-llm", "llama-2-7b", "fp16", "static")],
+                               np.array([300.0]), np.array([128.0])).err_x, np.array([16.0]))[0]
+    assert np.log(known["upper"] / known["throughput"]) == pytest.approx(
+        cal["known_configuration"] * sigma, rel=1e-6)
 
 
 def test_coverage_is_chosen_at_load_time(predictor, tmp_path):

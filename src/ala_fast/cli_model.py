@@ -171,7 +171,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"features    {len(m['feature_names'])}   targets {', '.join(m['target_names'])}")
     print("versions    " + ", ".join(f"{k} {v}" for k, v in sorted(m["versions"].items())))
     for name, value in sorted(m.get("metrics", {}).items()):
-        print(f"metric      {name}: {value}")
+        parts = value.items() if isinstance(value, dict) else [("", value)]
+        for sub, v in parts:
+            label = f"{name}.{sub}" if sub else name
+            print(f"metric      {label}: {v:.4g}" if isinstance(v, float) else f"metric      {label}: {v}")
     for name, digest in sorted(m["files"].items()):
         print(f"file        {name}  sha256 {digest[:16]}...")
     return 0

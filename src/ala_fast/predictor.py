@@ -28,8 +28,8 @@ from .onnx_trees import PARALLEL_ROWS, OrtModel, tree_arrays
 from .schema import BATCH_KINDS, CURVE_KEY, validate
 from .targets import T1_FLOOR, TARGET_NAMES, targets_to_params
 from .uncertainty import (
-    ERROR_FEATURE_NAMES, Scaler, confidence, config_counts, conformal_quantile, expected_ape,
-    similarity_features,
+    ERROR_FEATURE_NAMES, LEVEL_COLUMN, NORMALISED, Scaler, confidence, config_counts,
+    expected_ape, half_width, level_quantiles, similarity_features,
 )
 
 PARAMS_ONNX = "params.onnx"
@@ -98,7 +98,7 @@ class _CurveState:
     """One curve remembered by predict_one: scalars plus a per-batch-size sigma cache."""
 
     __slots__ = ("block", "a", "b", "c", "fitted", "env", "lo", "hi", "conf", "oo", "engine",
-                 "sigmas", "basis")
+                 "sigmas", "basis", "level")
 
     def __init__(self, block: _CurveBlock, oo: float, engine: str) -> None:
         self.block = block
@@ -111,6 +111,7 @@ class _CurveState:
         self.engine = engine
         self.sigmas: dict[int, float] = {}
         self.basis = "fitted" if self.fitted else "learned"
+        self.level = int(block.err_x[0, LEVEL_COLUMN])  # novelty level: picks the interval quantile
 
     def predict(self, bb: int, owner: "Predictor") -> Prediction:
         x = float(bb)
@@ -125,7 +126,7 @@ class _CurveState:
             if sigma is None:
                 sigma = float(owner.error_sigma(self.block.err_x, np.array([x]), self.engine)[0])
                 self.sigmas[bb] = sigma
-            half = owner._q * sigma
+            half = owner._half_scalar[self.level] * (sigma if NORMALISED[self.level] else 1.0)
             if self.fitted:
                 half = max(half, self.env, owner._sigma_floor)
         w = math.exp(half)
@@ -242,7 +243,10 @@ class Predictor:
         self._ref_counts, self._ref_hardware = config_counts([configs[k] for k in tr])
         self._distance_scale = float(u["distance_scale"])
         self._sigma_floor = float(u["sigma_floor"])
-        self._scores = ipc_to_table(files[CALIBRATION_FILE]).column("score").to_numpy()
+        calibration = ipc_to_table(files[CALIBRATION_FILE])
+        self._scores = calibration.column("score").to_numpy()
+        self._score_levels = (calibration.column("level").to_numpy().astype(np.int64)
+                              if "level" in calibration.column_names else None)
         self._state_cache: dict[tuple, _CurveState] = {}
         self.set_coverage(coverage)
 
@@ -250,12 +254,13 @@ class Predictor:
         """Choose the interval coverage (for instance 0.9 for a 90% interval)."""
         if not 0.0 < coverage < 1.0:
             raise ValueError(f"coverage must be in (0, 1), got {coverage}")
-        q = conformal_quantile(self._scores, coverage)
-        if not np.isfinite(q):
+        q = level_quantiles(self._scores, self._score_levels, coverage)
+        if not np.all(np.isfinite(q)):
             raise ValueError(f"coverage {coverage} needs more calibration rows than the "
                              f"bundle has ({self._scores.size})")
         self.coverage = float(coverage)
-        self._q = q
+        self._half = q  # per novelty level (LEVELS): the conformal quantile
+        self._half_scalar = tuple(float(v) for v in q)  # the same as floats, for predict_one
         self._state_cache = {}  # intervals depend on the coverage
 
     # ------------------------------------------------------------------ persistence
@@ -362,7 +367,8 @@ class Predictor:
             reps = self._batch_reps[region[first]]
             s = self._error_sigma_log(block.err_x[codes[need[first]]], reps, engine)[inv.reshape(-1)]
             sigma[need] = s
-            half[need] = np.maximum(np.where(fit_row[need], half[need], 0.0), self._q * s)
+            h = half_width(self._half, block.err_x[codes[need], LEVEL_COLUMN], s)
+            half[need] = np.maximum(np.where(fit_row[need], half[need], 0.0), h)
         return {
             "throughput": thpt,
             "latency_s": oo * bb / thpt,

@@ -111,8 +111,8 @@ def _fold_uncertainty(curves: CurveSet, rows_data, train, test, rows, pos, pred,
     """Interval and expected APE for the held-out rows, from training curves only."""
     from .augment import predict_sklearn
     from .uncertainty import (
-        SIGMA_FLOOR, config_counts, conformal_quantile, expected_ape, fit_uncertainty, interval,
-        similarity_features,
+        LEVEL_COLUMN, SIGMA_FLOOR, config_counts, expected_ape, fit_uncertainty, half_width,
+        interval, level_quantiles, similarity_features,
     )
 
     unc = fit_uncertainty(curves, rows_data, train, seed)
@@ -124,8 +124,11 @@ def _fold_uncertainty(curves: CurveSet, rows_data, train, test, rows, pos, pred,
     bb = rows_data[1][rows]
     ex = np.column_stack([curves.x[test][pos], sim[pos], np.log(bb)])
     sigma = np.maximum(np.exp(predict_sklearn(unc.error_models, ex)[:, 0]), SIGMA_FLOOR)
-    lo, hi = interval(pred, sigma, conformal_quantile(unc.calibration_scores, coverage))
-    return lo, hi, expected_ape(sigma), sigma, unc.calibration_scores
+    level = ex[:, LEVEL_COLUMN].astype(np.int64)
+    q = level_quantiles(unc.calibration_scores, unc.calibration_levels, coverage)
+    lo, hi = interval(pred, half_width(q, level, sigma))
+    return (lo, hi, expected_ape(sigma), sigma, level.astype(np.float64),
+            (unc.calibration_scores, unc.calibration_levels))
 
 
 # --------------------------------------------------------------------------- driver
@@ -173,7 +176,7 @@ def run_protocol(
     usable[trainable(curves)] = True
     preds = {m: np.full(y.size, np.nan) for m in methods}
     extra: dict[str, np.ndarray] = {}
-    calibration: dict[int, np.ndarray] = {}  # per fold: conformal scores (any coverage level)
+    calibration: dict[int, tuple] = {}  # per fold: conformal scores and their novelty levels
     bar = Progress(len(fold_names), f"{protocol} folds", enabled=progress)
     for f in range(len(fold_names)):
         test = np.flatnonzero(fold == f)
@@ -196,11 +199,11 @@ def run_protocol(
             a, b, c = fn(curves, train, test, seed=seed, l2=l2, cfg_codes=cfg_codes)
             preds[m][rows] = eval_curve(a[pos], b[pos], c[pos], bb[rows])
         if uncertainty and "ala_fast" in methods:
-            lo, hi, eape, sigma, calibration[f] = _fold_uncertainty(
+            lo, hi, eape, sigma, level, calibration[f] = _fold_uncertainty(
                 curves, (codes, bb, y), train, test, rows, pos, preds["ala_fast"][rows], seed,
                 coverage)
             for name, values in (("lower", lo), ("upper", hi), ("expected_ape", eape),
-                                 ("sigma", sigma)):
+                                 ("sigma", sigma), ("level", level)):
                 extra.setdefault(name, np.full(y.size, np.nan))[rows] = values
         bar.update()
     bar.close()

@@ -51,20 +51,22 @@ def reliability(rows: dict, levels=NOMINAL_LEVELS) -> np.ndarray:
     """Empirical coverage of the ala_fast interval at each nominal level.
 
     The interval at level c is pred * exp(+-q_f(c) * sigma), q_f the split-conformal quantile
-    of fold f's calibration scores, exactly as the predictor builds it at load time.
+    of fold f's calibration scores at the row's novelty level, exactly as the predictor builds
+    it at load time.
     """
-    from .uncertainty import conformal_quantile
+    from .uncertainty import NORMALISED, level_quantiles
 
     sigma = rows["extra"].get("sigma")
     if sigma is None:
         return np.full(len(levels), np.nan)
     pred, y, fold = rows["pred"]["ala_fast"], rows["actual"], rows["fold"]
     ok = np.isfinite(sigma) & np.isfinite(pred)
-    err = np.abs(np.log(y[ok] / pred[ok])) / sigma[ok]
+    novelty = rows["extra"]["level"][ok].astype(np.int64)
+    err = np.abs(np.log(y[ok] / pred[ok])) / np.where(np.asarray(NORMALISED)[novelty], sigma[ok], 1.0)
     out = []
     for c in levels:
-        q = np.array([conformal_quantile(rows["calibration"][f], c) for f in fold[ok]]) \
-            if rows["calibration"] else np.full(err.size, np.inf)
+        q_fold = {f: level_quantiles(*cal, c) for f, cal in rows["calibration"].items()}
+        q = np.array([q_fold[f][lv] if f in q_fold else np.inf for f, lv in zip(fold[ok], novelty)])
         out.append(float(np.mean(err <= q)))
     return np.array(out)
 

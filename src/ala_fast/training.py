@@ -14,7 +14,9 @@ from .grouping import group_codes
 from .predictor import (
     CALIBRATION_FILE, CURVES_FILE, ERROR_ONNX, PARAMS_ONNX, REFERENCE_FILE, Predictor,
 )
-from .uncertainty import ERROR_FEATURE_NAMES, SIGMA_FLOOR, conformal_quantile, fit_uncertainty
+from .uncertainty import (
+    ERROR_FEATURE_NAMES, LEVELS, NORMALISED, SIGMA_FLOOR, fit_uncertainty, level_quantiles,
+)
 from .readers import concat_tables
 from .schema import CANONICAL_SCHEMA, CURVE_KEY, validate
 from .targets import TARGET_NAMES
@@ -47,7 +49,8 @@ def train(table: pa.Table, seed: int = 0, loss: str = DEFAULT_LOSS,
     error_onnx = export_onnx(unc.error_models, len(ERROR_FEATURE_NAMES), name="ala_fast_error")
     reference = pa.table({f"v{j}": unc.scaler.transform(curves.x[idx])[:, j]
                           for j in range(N_FEATURES)}).append_column("curve", pa.array(idx))
-    calibration = pa.table({"score": unc.calibration_scores})
+    calibration = pa.table({"score": unc.calibration_scores,
+                            "level": pa.array(unc.calibration_levels, pa.int8())})
     resid = np.full((len(curves), len(TARGET_NAMES)), np.nan)
     resid[idx] = learned.residuals
     is_train = np.zeros(len(curves), bool)
@@ -86,9 +89,13 @@ def train(table: pa.Table, seed: int = 0, loss: str = DEFAULT_LOSS,
             "sigma_floor": SIGMA_FLOOR,
             "error_samples": int(unc.samples.curve.size),
             "calibration_rows": int(unc.calibration_scores.size),
+            "calibration_rows_per_level": dict(zip(LEVELS, np.bincount(
+                unc.calibration_levels.astype(np.int64), minlength=3).tolist())),
+            "normalised_scores": dict(zip(LEVELS, NORMALISED)),
         },
         "metrics": {
-            "calibration_q90": conformal_quantile(unc.calibration_scores, 0.9),
+            "calibration_q90": dict(zip(
+                LEVELS, level_quantiles(unc.calibration_scores, unc.calibration_levels, 0.9).tolist())),
         },
     }
     files = {PARAMS_ONNX: onnx_bytes, CURVES_FILE: table_to_ipc(curves_table),

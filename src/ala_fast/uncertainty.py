@@ -9,9 +9,12 @@ Training (``fit_uncertainty``)
 2. Error predictor: boosted trees map (curve features, similarity features, log batch size)
    to the typical absolute log error ``sigma`` of a prediction (exported to ONNX like the
    parameter model).
-3. Split-conformal calibration on hold-out curves the error predictor did not see: scores
-   ``|log(pred / actual)| / sigma`` per row; the interval at coverage 1 - alpha is
-   ``pred * exp(+-q * sigma)`` with q the ceil((n + 1)(1 - alpha))-th smallest score.
+3. Mondrian split-conformal calibration, one score set per novelty level (known
+   configuration, unseen configuration on known hardware, unseen hardware), each scored on
+   hold-out rows the error model never saw in that sense (see ``fit_uncertainty``): scores
+   ``|log(pred / actual)| / sigma`` (``|log(pred / actual)|`` for unseen hardware); the
+   interval at coverage 1 - alpha is ``pred * exp(+-q * sigma)`` (``exp(+-q)``) with q the
+   ceil((n + 1)(1 - alpha))-th smallest score of the query's level.
 
 Confidence is ``exp(-d / d_ref)``: d the Euclidean distance of the workload's standardised
 feature vector to the nearest observed curve, d_ref the median of that distance over the
@@ -97,7 +100,7 @@ def conformal_quantile(scores: np.ndarray, coverage: float) -> float:
 def holdout_rounds(curves, train_idx: np.ndarray, seed: int) -> list[tuple[str, np.ndarray]]:
     """Hold-out sets (indices into ``curves``) drawn from ``train_idx``."""
     from .anneal import holdout_subset
-    from .catalog import hardware_id
+    from .catalog import hardware_id, model_id
     from .protocols import folds_p1
 
     rounds: list[tuple[str, np.ndarray]] = []
@@ -109,6 +112,10 @@ def holdout_rounds(curves, train_idx: np.ndarray, seed: int) -> list[tuple[str, 
     if np.unique(hw).size > 1:
         for h in np.unique(hw):
             rounds.append((f"hardware {h}", train_idx[hw == h]))
+    md = np.array([model_id(m) for m in keys.column("model").to_pylist()])
+    if np.unique(md).size > 1:
+        for m in np.unique(md):
+            rounds.append((f"model {m}", train_idx[md == m]))
     scaler = Scaler.fit(curves.x[train_idx])
     v = scaler.transform(curves.x[train_idx])
     k = max(1, int(ANNEAL_SHARE * train_idx.size))
@@ -189,14 +196,39 @@ class UncertaintyFit:
     error_models: list  # scikit-learn (one target: log sigma of a row)
     scaler: Scaler
     calibration_scores: np.ndarray
+    calibration_levels: np.ndarray  # novelty level (anchor_level) of each calibration score
     distance_scale: float
     samples: ErrorSamples
     fit_mask: np.ndarray  # per sample curve: used to fit the error model (else calibration)
 
 
+ERROR_BOOSTING = dict(n_estimators=200, learning_rate=0.05, max_depth=3)
+LEVEL_COLUMN = len(FEATURE_NAMES) + SIM_FEATURES.index("anchor_level")
+#: novelty levels (the ``anchor_level`` similarity feature)
+LEVELS = ("unseen_hardware", "unseen_configuration", "known_configuration")
+#: per level: is the conformal score normalised by the error model's sigma? Not for unseen
+#: hardware: there the error is dominated by how well the device's software stack does, which
+#: no descriptor reveals (the error model ranks unseen-device errors no better than chance on
+#: both shared tables), so the interval is the spread of device-level errors itself.
+NORMALISED = (False, True, True)
+CROSS_FOLDS = 4  # folds of the grouped cross-fit that scores unseen-model rows
+
+
 def fit_uncertainty(curves, table_rows, train_idx: np.ndarray, seed: int,
                     progress: bool | None = False) -> UncertaintyFit:
+    """Error samples -> error model + conformal scores, one set per novelty level (Mondrian).
+
+    The error model is fitted on half of the held-out curves. Scores of known-configuration
+    rows (level 2) are ``|log(pred / actual)| / sigma`` on the other half (split conformal).
+    Rows of a held-out model on known hardware (level 1) are scored by a grouped cross-fit: the
+    error model that scores them never saw any sample of that model, as at prediction time for
+    a model not in the training data (a curve-level split would let the error model recognise
+    the held-out model by its descriptors and learn its error size, making the scores too
+    small). Rows of a held-out device (level 0) are scored by ``|log(pred / actual)|`` alone
+    (see NORMALISED).
+    """
     from .augment import BoostingParams, fit_boosted, predict_sklearn
+    from .catalog import model_id
 
     samples = error_samples(curves, table_rows, train_idx, seed, progress)
     rng = np.random.default_rng(seed)
@@ -205,20 +237,69 @@ def fit_uncertainty(curves, table_rows, train_idx: np.ndarray, seed: int,
     fit_curves_ = set(rng.permutation(uniq)[: uniq.size // 2].tolist())
     fit_mask = np.array([c in fit_curves_ for c in samples.curve])
     row_fit = fit_mask[samples.row_curve]
-    target = np.log(np.maximum(np.abs(samples.row_log_ratio), SIGMA_FLOOR))
-    fit_rows, cal_rows = np.flatnonzero(row_fit), np.flatnonzero(~row_fit)
-    models = fit_boosted(samples.row_features(fit_rows), target[fit_rows], seed,
-                         BoostingParams(n_estimators=200, learning_rate=0.05, max_depth=3))
-    sigma = np.maximum(np.exp(predict_sklearn(models, samples.row_features(cal_rows))[:, 0]),
-                       SIGMA_FLOOR)
-    scores = np.abs(samples.row_log_ratio[cal_rows]) / sigma
+    abs_err = np.abs(samples.row_log_ratio)
+    target = np.log(np.maximum(abs_err, SIGMA_FLOOR))
+    params = BoostingParams(**ERROR_BOOSTING)
+    features = samples.row_features()
+
+    def fit_and_score(fit_rows: np.ndarray, score_rows: np.ndarray):
+        models = fit_boosted(features[fit_rows], target[fit_rows], seed, params)
+        sigma = np.maximum(np.exp(predict_sklearn(models, features[score_rows])[:, 0]),
+                           SIGMA_FLOOR)
+        return models, abs_err[score_rows] / sigma
+
+    row_level = samples.x[samples.row_curve, LEVEL_COLUMN].astype(np.int64)
+    models, known = fit_and_score(np.flatnonzero(row_fit),
+                                  np.flatnonzero(~row_fit & (row_level == 2)))
+    unseen_hw = abs_err[row_level == 0]
+    scores, levels = [known, unseen_hw], [np.full(known.size, 2), np.zeros(unseen_hw.size)]
+    keys = curves.keys.take(pa.array(samples.curve))
+    row_model = np.array([model_id(m) for m in keys.column("model").to_pylist()])[samples.row_curve]
+    for fit_rows, score_rows in grouped_cross_fit(row_model, row_level == 1, row_fit, rng):
+        scores.append(fit_and_score(fit_rows, score_rows)[1])
+        levels.append(np.ones(score_rows.size))
+    scores_all, levels_all = np.concatenate(scores), np.concatenate(levels).astype(np.int8)
+    order = np.argsort(scores_all, kind="stable")
     nn = samples.x[:, len(FEATURE_NAMES)]
-    return UncertaintyFit(models, Scaler.fit(curves.x[train_idx]), np.sort(scores),
-                          float(max(np.median(nn), 1e-6)), samples, fit_mask)
+    return UncertaintyFit(models, Scaler.fit(curves.x[train_idx]), scores_all[order],
+                          levels_all[order], float(max(np.median(nn), 1e-6)), samples, fit_mask)
 
 
-def interval(pred: np.ndarray, sigma: np.ndarray, q: float) -> tuple[np.ndarray, np.ndarray]:
-    w = np.exp(q * sigma)
+def grouped_cross_fit(row_unit: np.ndarray, scored: np.ndarray, usable: np.ndarray,
+                      rng: np.random.Generator, folds: int = CROSS_FOLDS):
+    """(fit rows, score rows) pairs: every ``scored`` row is scored at most once (not when no
+    fit rows remain), by a fit on ``usable`` rows none of which shares its unit (a name)."""
+    scored_idx = np.flatnonzero(scored)
+    names = rng.permutation(np.unique(row_unit[scored_idx]))
+    for f in range(min(folds, names.size)):
+        out = np.isin(row_unit, names[f::folds])
+        fit_rows = np.flatnonzero(usable & ~out)
+        score_rows = scored_idx[out[scored_idx]]
+        if fit_rows.size and score_rows.size:
+            yield fit_rows, score_rows
+
+
+def level_quantiles(scores: np.ndarray, levels: np.ndarray | None, coverage: float) -> np.ndarray:
+    """Conformal quantile per novelty level (0, 1, 2): Mondrian split conformal.
+
+    A level with too few scores for the coverage uses the quantile of all scores.
+    """
+    pooled = conformal_quantile(scores, coverage)
+    if levels is None:
+        return np.full(3, pooled)
+    q = np.array([conformal_quantile(scores[levels == lv], coverage) for lv in range(3)])
+    return np.where(np.isfinite(q), q, pooled)
+
+
+def half_width(q_levels: np.ndarray, level: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+    """Half width of the log-scale interval: q of the row's level, times sigma where the
+    level's scores are normalised."""
+    level = np.asarray(level, np.int64)
+    return np.where(np.asarray(NORMALISED)[level], q_levels[level] * sigma, q_levels[level])
+
+
+def interval(pred: np.ndarray, half: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    w = np.exp(half)
     return pred / w, pred * w
 
 
