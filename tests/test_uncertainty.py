@@ -205,6 +205,29 @@ def test_unseen_hardware_uses_its_own_calibration(predictor):
         cal["known_configuration"] * sigma, rel=1e-6)
 
 
+def test_bundle_without_levels_keeps_one_sigma_scaled_quantile(predictor):
+    """Bundles from before the per-level calibration: pooled scores, all normalised by sigma."""
+    import copy
+
+    from ala_fast.bundle import ipc_to_table, table_to_ipc
+    from ala_fast.predictor import CALIBRATION_FILE, Predictor
+    from ala_fast.uncertainty import conformal_quantile
+
+    manifest = copy.deepcopy(predictor.manifest)
+    del manifest["uncertainty"]["normalised_scores"]
+    files = dict(predictor._files)
+    scores = ipc_to_table(files[CALIBRATION_FILE]).select(["score"])
+    files[CALIBRATION_FILE] = table_to_ipc(scores)
+    old = Predictor(manifest, files)
+    block = old._curve_block([("MI300X", 1, "trt-llm", "llama-2-7b", "fp16", "static")],
+                             np.array([300.0]), np.array([128.0]))
+    sigma = old.error_sigma(block.err_x, np.array([16.0]))[0]
+    q = conformal_quantile(scores.column("score").to_numpy(), 0.9)
+    for r in (old.predict(workload(hardware="MI300X", input_tokens=300)).to_pylist()[0],
+              old.predict_one("MI300X", 1, "trt-llm", "llama-2-7b", "fp16", 300, 128, 16)._asdict()):
+        assert np.log(r["upper"] / r["throughput"]) == pytest.approx(q * sigma, rel=1e-6)
+
+
 def test_coverage_is_chosen_at_load_time(predictor, tmp_path):
     path = predictor.save(tmp_path / "b")
     w = workload(input_tokens=300, output_tokens=700, batch_size=48)

@@ -28,7 +28,7 @@ from .onnx_trees import PARALLEL_ROWS, OrtModel, tree_arrays
 from .schema import BATCH_KINDS, CURVE_KEY, validate
 from .targets import T1_FLOOR, TARGET_NAMES, targets_to_params
 from .uncertainty import (
-    ERROR_FEATURE_NAMES, LEVEL_COLUMN, NORMALISED, Scaler, confidence, config_counts,
+    ERROR_FEATURE_NAMES, LEVEL_COLUMN, LEVELS, Scaler, confidence, config_counts,
     expected_ape, half_width, level_quantiles, similarity_features,
 )
 
@@ -126,7 +126,8 @@ class _CurveState:
             if sigma is None:
                 sigma = float(owner.error_sigma(self.block.err_x, np.array([x]), self.engine)[0])
                 self.sigmas[bb] = sigma
-            half = owner._half_scalar[self.level] * (sigma if NORMALISED[self.level] else 1.0)
+            # scalar twin of uncertainty.half_width (no NumPy on the hot path)
+            half = owner._half_scalar[self.level] * (sigma if owner._normalised[self.level] else 1.0)
             if self.fitted:
                 half = max(half, self.env, owner._sigma_floor)
         w = math.exp(half)
@@ -247,6 +248,9 @@ class Predictor:
         self._scores = calibration.column("score").to_numpy()
         self._score_levels = (calibration.column("level").to_numpy().astype(np.int64)
                               if "level" in calibration.column_names else None)
+        # bundles from before the per-level calibration normalised every score by sigma
+        flags = u.get("normalised_scores", {})
+        self._normalised = tuple(bool(flags.get(name, True)) for name in LEVELS)
         self._state_cache: dict[tuple, _CurveState] = {}
         self.set_coverage(coverage)
 
@@ -367,7 +371,7 @@ class Predictor:
             reps = self._batch_reps[region[first]]
             s = self._error_sigma_log(block.err_x[codes[need[first]]], reps, engine)[inv.reshape(-1)]
             sigma[need] = s
-            h = half_width(self._half, block.err_x[codes[need], LEVEL_COLUMN], s)
+            h = half_width(self._half, block.err_x[codes[need], LEVEL_COLUMN], s, self._normalised)
             half[need] = np.maximum(np.where(fit_row[need], half[need], 0.0), h)
         return {
             "throughput": thpt,

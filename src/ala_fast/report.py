@@ -50,24 +50,26 @@ def _write_csv(path: Path, columns: dict[str, np.ndarray | list]) -> None:
 def reliability(rows: dict, levels=NOMINAL_LEVELS) -> np.ndarray:
     """Empirical coverage of the ala_fast interval at each nominal level.
 
-    The interval at level c is pred * exp(+-q_f(c) * sigma), q_f the split-conformal quantile
-    of fold f's calibration scores at the row's novelty level, exactly as the predictor builds
-    it at load time.
+    The interval at level c is pred * exp(+-half), half from ``uncertainty.half_width`` with
+    q_f(c) the split-conformal quantile of fold f's calibration scores at the row's novelty
+    level, exactly as the predictor builds it at load time.
     """
-    from .uncertainty import NORMALISED, level_quantiles
+    from .uncertainty import half_width, level_quantiles
 
     sigma = rows["extra"].get("sigma")
     if sigma is None:
         return np.full(len(levels), np.nan)
     pred, y, fold = rows["pred"]["ala_fast"], rows["actual"], rows["fold"]
-    ok = np.isfinite(sigma) & np.isfinite(pred)
+    ok = np.flatnonzero(np.isfinite(sigma) & np.isfinite(pred))
+    abs_err = np.abs(np.log(y[ok] / pred[ok]))
     novelty = rows["extra"]["level"][ok].astype(np.int64)
-    err = np.abs(np.log(y[ok] / pred[ok])) / np.where(np.asarray(NORMALISED)[novelty], sigma[ok], 1.0)
     out = []
     for c in levels:
-        q_fold = {f: level_quantiles(*cal, c) for f, cal in rows["calibration"].items()}
-        q = np.array([q_fold[f][lv] if f in q_fold else np.inf for f, lv in zip(fold[ok], novelty)])
-        out.append(float(np.mean(err <= q)))
+        half = np.full(ok.size, np.inf)
+        for f, cal in rows["calibration"].items():
+            m = fold[ok] == f
+            half[m] = half_width(level_quantiles(*cal, c), novelty[m], sigma[ok][m])
+        out.append(float(np.mean(abs_err <= half)))
     return np.array(out)
 
 

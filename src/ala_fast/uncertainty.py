@@ -208,8 +208,9 @@ LEVEL_COLUMN = len(FEATURE_NAMES) + SIM_FEATURES.index("anchor_level")
 LEVELS = ("unseen_hardware", "unseen_configuration", "known_configuration")
 #: per level: is the conformal score normalised by the error model's sigma? Not for unseen
 #: hardware: there the error is dominated by how well the device's software stack does, which
-#: no descriptor reveals (the error model ranks unseen-device errors no better than chance on
-#: both shared tables), so the interval is the spread of device-level errors itself.
+#: no descriptor reveals; the error model ranks unseen-device errors poorly and scaling by it
+#: made the intervals many times wider at the same coverage (Argonne leave-one-hardware-out),
+#: so the interval is the spread of device-level errors itself.
 NORMALISED = (False, True, True)
 CROSS_FOLDS = 4  # folds of the grouped cross-fit that scores unseen-model rows
 
@@ -286,16 +287,17 @@ def level_quantiles(scores: np.ndarray, levels: np.ndarray | None, coverage: flo
     """
     pooled = conformal_quantile(scores, coverage)
     if levels is None:
-        return np.full(3, pooled)
-    q = np.array([conformal_quantile(scores[levels == lv], coverage) for lv in range(3)])
+        return np.full(len(LEVELS), pooled)
+    q = np.array([conformal_quantile(scores[levels == lv], coverage) for lv in range(len(LEVELS))])
     return np.where(np.isfinite(q), q, pooled)
 
 
-def half_width(q_levels: np.ndarray, level: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+def half_width(q_levels: np.ndarray, level: np.ndarray, sigma: np.ndarray,
+               normalised: tuple[bool, ...] = NORMALISED) -> np.ndarray:
     """Half width of the log-scale interval: q of the row's level, times sigma where the
-    level's scores are normalised."""
+    level's scores are normalised (``normalised``: per level, as the bundle was trained)."""
     level = np.asarray(level, np.int64)
-    return np.where(np.asarray(NORMALISED)[level], q_levels[level] * sigma, q_levels[level])
+    return np.where(np.asarray(normalised)[level], q_levels[level] * sigma, q_levels[level])
 
 
 def interval(pred: np.ndarray, half: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
