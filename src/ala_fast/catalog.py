@@ -205,3 +205,16 @@ def config_key(hardware: str, num_devices: int, framework: str, model: str, prec
     """Configuration identity after alias resolution ("H100" and "H100 80GB HBM3" match)."""
     return (hardware_id(hardware), int(num_devices), normalise_framework(framework),
             model_id(model), normalise_precision(precision), batch_kind)
+
+
+@lru_cache(maxsize=65536)
+def config_identity(hardware: str, num_devices: int, framework: str, model: str, precision: str,
+                    batch_kind: str = "static") -> tuple[tuple, str]:
+    """``(config_key, hardware spelling)``: the resolved identity and the hardware as written.
+
+    Two spellings of one catalog entry can be two measured systems (a table may list the same
+    chip under a product and a code name, measured with different software stacks), so lookups
+    of benchmarked curves try the spelling first and the resolved configuration second.
+    """
+    return (config_key(hardware, num_devices, framework, model, precision, batch_kind),
+            " ".join(str(hardware).split()).casefold())

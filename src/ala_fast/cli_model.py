@@ -16,8 +16,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     predictor = train(table, seed=args.seed, loss=args.loss)
     path = predictor.save(args.out)
     t = predictor.manifest["training"]
+    short = t["curves_anchoring"] - t["curves_trained"]
     print(f"trained on {t['rows']} rows, {t['curves']} curves ({t['curves_trained']} learned "
-          f"from: >= 3 batch sizes, none above the roofline); bundle written to {path}")
+          f"from: >= 3 batch sizes, none above the roofline; {short} shorter ones anchor their "
+          f"configuration); bundle written to {path}")
     return 0
 
 

@@ -31,6 +31,8 @@ class CurveSet:
     c: np.ndarray
     n_points: np.ndarray
     plausible: np.ndarray  # no measurement above the roofline ceiling (see fit_curves)
+    min_batch: np.ndarray
+    max_batch: np.ndarray
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -38,7 +40,19 @@ class CurveSet:
     def take(self, idx: np.ndarray) -> "CurveSet":
         return CurveSet(self.keys.take(pa.array(idx)), self.x[idx], self.roof_batch1[idx],
                         self.roof_knee[idx], self.a[idx], self.b[idx], self.c[idx],
-                        self.n_points[idx], self.plausible[idx])
+                        self.n_points[idx], self.plausible[idx], self.min_batch[idx],
+                        self.max_batch[idx])
+
+    def endpoint_points(self, idx: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Batch sizes and throughputs of each curve's fit at its smallest and largest measured
+        batch: the measurements themselves for curves of 1-2 points that increase."""
+        from .curves import evaluate as eval_curve
+
+        batches = [np.unique([self.min_batch[i], self.max_batch[i]]).astype(np.float64)
+                   for i in idx]
+        values = [eval_curve(np.full(bb.size, self.a[i]), np.full(bb.size, self.b[i]),
+                             np.full(bb.size, self.c[i]), bb) for i, bb in zip(idx, batches)]
+        return batches, values
 
     def targets(self) -> np.ndarray:
         return params_to_targets(self.a, self.b, self.c, self.roof_batch1, self.roof_knee)
@@ -58,6 +72,8 @@ def curve_set(params: pa.Table) -> CurveSet:
         c=params.column("c").to_numpy(), n_points=params.column("n_points").to_numpy(),
         plausible=~params.column("above_roofline").to_numpy(zero_copy_only=False)
         if "above_roofline" in params.column_names else np.ones(params.num_rows, bool),
+        min_batch=params.column("min_batch").to_numpy(),
+        max_batch=params.column("max_batch").to_numpy(),
     )
 
 
@@ -71,16 +87,30 @@ def params_from_outputs(z: np.ndarray, roof_batch1, roof_knee):
 
 
 # --------------------------------------------------------------------------- local anchoring
-SIBLING_PRIOR = 0.2  # pseudo-weight of "no correction" against the sibling curves
+CONFIG_PRIOR = 0.5  # pseudo-count shrinking a configuration's mean residual toward 0
+SIBLING_PRIOR = 0.2  # pseudo-weight of "no shape-local deviation" against the sibling curves
 HARDWARE_PRIOR = 2.0  # pseudo-count shrinking the hardware-level correction
+#: ridge weight per target when a short curve (1-2 batch sizes) is turned into a residual: the
+#: points decide the directions they constrain, the prior keeps the others at the pooled value
+SHORT_RIDGE = 0.1
 
 
 def curve_config_keys(keys: pa.Table) -> list[tuple]:
     from .catalog import config_key
 
-    cols = [keys.column(c).to_pylist() for c in ("hardware", "num_devices", "framework", "model",
+    return [config_key(*row) for row in zip(*_config_columns(keys))]
+
+
+def curve_identities(keys: pa.Table) -> list[tuple[tuple, str]]:
+    """``(config_key, hardware spelling)`` per curve (see :func:`catalog.config_identity`)."""
+    from .catalog import config_identity
+
+    return [config_identity(*row) for row in zip(*_config_columns(keys))]
+
+
+def _config_columns(keys: pa.Table) -> list[list]:
+    return [keys.column(c).to_pylist() for c in ("hardware", "num_devices", "framework", "model",
                                                   "precision", "batch_kind")]
-    return [config_key(*row) for row in zip(*cols)]
 
 
 class Anchors:
@@ -88,37 +118,91 @@ class Anchors:
 
     The pooled trees describe every configuration through shared features; what they miss about
     one configuration shows up as the residual ``z - z_hat`` of its benchmarked curves. A query
-    whose configuration was benchmarked at other request shapes gets the residuals of those
-    sibling curves, weighted by closeness in (log ii, log oo); a query on known hardware without
-    siblings gets the hardware's mean residual, shrunk toward 0.
+    whose configuration was benchmarked at other request shapes gets two levels of correction:
+    the mean residual of those sibling curves (a configuration effect, shrunk toward 0 by
+    ``CONFIG_PRIOR``), plus their deviations from that mean weighted by closeness in
+    (log ii, log oo) (a shape-local effect, shrunk by ``SIBLING_PRIOR``). A query on known
+    hardware without siblings gets the hardware's mean residual, shrunk toward 0. Both lookups try the hardware
+    as spelled first and the resolved catalog entry second (``identities`` are
+    ``(config_key, spelling)`` pairs).
     """
 
-    def __init__(self, config_keys: list[tuple], log_ii: np.ndarray, log_oo: np.ndarray,
-                 residuals: np.ndarray) -> None:
-        self.by_config: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        groups: dict[tuple, list[int]] = {}
-        for i, key in enumerate(config_keys):
+    def __init__(self, identities: list[tuple[tuple, str]], log_ii: np.ndarray,
+                 log_oo: np.ndarray, residuals: np.ndarray) -> None:
+        residuals = np.asarray(residuals, np.float64).reshape(len(identities), 3)
+        self.by_config = self._siblings([k for k, _ in identities], log_ii, log_oo, residuals)
+        self.by_spelling = self._siblings(identities, log_ii, log_oo, residuals)
+        self.by_hardware = self._hardware([k[0] for k, _ in identities], residuals)
+        self.by_hardware_spelling = self._hardware([(k[0], s) for k, s in identities], residuals)
+
+    @staticmethod
+    def _siblings(keys: list, log_ii, log_oo, residuals) -> dict:
+        groups: dict = {}
+        for i, key in enumerate(keys):
             groups.setdefault(key, []).append(i)
-        for key, idx in groups.items():
-            idx = np.array(idx)
-            self.by_config[key] = (log_ii[idx], log_oo[idx], residuals[idx])
-        hw_sum: dict[str, np.ndarray] = {}
-        hw_n: dict[str, int] = {}
-        for i, key in enumerate(config_keys):
-            hw_sum[key[0]] = hw_sum.get(key[0], 0) + residuals[i]
-            hw_n[key[0]] = hw_n.get(key[0], 0) + 1
-        self.by_hardware = {h: hw_sum[h] / (hw_n[h] + HARDWARE_PRIOR) for h in hw_sum}
+        return {key: (log_ii[idx], log_oo[idx], residuals[idx])
+                for key, idx in ((k, np.array(v)) for k, v in groups.items())}
 
-    def correction(self, config: tuple, log_ii: float, log_oo: float) -> np.ndarray:
-        sib = self.by_config.get(config)
+    @staticmethod
+    def _hardware(keys: list, residuals) -> dict:
+        total: dict = {}
+        count: dict = {}
+        for i, key in enumerate(keys):
+            total[key] = total.get(key, 0) + residuals[i]
+            count[key] = count.get(key, 0) + 1
+        return {k: total[k] / (count[k] + HARDWARE_PRIOR) for k in total}
+
+    def correction(self, identity: tuple[tuple, str], log_ii: float, log_oo: float) -> np.ndarray:
+        key, spelling = identity
+        sib = self.by_spelling.get(identity)
+        if sib is None:
+            sib = self.by_config.get(key)
         if sib is not None:
+            level = sib[2].sum(axis=0) / (len(sib[2]) + CONFIG_PRIOR)
             w = np.exp(-np.abs(sib[0] - log_ii) - np.abs(sib[1] - log_oo))
-            return (w[:, None] * sib[2]).sum(axis=0) / (w.sum() + SIBLING_PRIOR)
-        return self.by_hardware.get(config[0], np.zeros(3))
+            return level + (w[:, None] * (sib[2] - level)).sum(axis=0) / (w.sum() + SIBLING_PRIOR)
+        hw = self.by_hardware_spelling.get((key[0], spelling))
+        return hw if hw is not None else self.by_hardware.get(key[0], np.zeros(3))
 
-    def corrections(self, configs: list[tuple], log_ii: np.ndarray, log_oo: np.ndarray) -> np.ndarray:
-        return np.array([self.correction(k, a, b) for k, a, b in zip(configs, log_ii, log_oo)]
-                        ).reshape(len(configs), 3)
+    def corrections(self, identities: list[tuple[tuple, str]], log_ii: np.ndarray,
+                    log_oo: np.ndarray) -> np.ndarray:
+        return np.array([self.correction(k, a, b) for k, a, b in zip(identities, log_ii, log_oo)]
+                        ).reshape(len(identities), 3)
+
+
+def short_curve_residuals(z_hat: np.ndarray, roof_batch1: np.ndarray, roof_knee: np.ndarray,
+                          batches: list[np.ndarray], throughputs: list[np.ndarray]) -> np.ndarray:
+    """Residuals ``d`` (rows x 3) of curves too short to fit (1-2 batch sizes).
+
+    For each curve, ``d`` minimises the squared log error of the pooled curve ``z_hat + d`` at
+    the measured points plus ``SHORT_RIDGE * |d|^2``: one point at batch 1 moves the batch-1
+    efficiency, a second point also the gain, and what the points do not constrain stays at the
+    pooled prediction.
+    """
+    from scipy.optimize import least_squares
+
+    from .curves import evaluate as eval_curve
+
+    out = np.zeros((len(batches), 3))
+    ridge = np.sqrt(SHORT_RIDGE)
+    for i, (bb, y) in enumerate(zip(batches, throughputs)):
+        bb = np.asarray(bb, np.float64)
+        log_y = np.log(np.asarray(y, np.float64))
+
+        def residual(d, i=i, bb=bb, log_y=log_y):
+            a, b, c = targets_to_params(z_hat[i] + d, roof_batch1[i:i + 1], roof_knee[i:i + 1])
+            pred = np.maximum(eval_curve(np.repeat(a, bb.size), np.repeat(b, bb.size),
+                                         np.repeat(c, bb.size), bb), 1e-300)
+            return np.concatenate([np.log(pred) - log_y, ridge * d])
+
+        out[i] = least_squares(residual, np.zeros(3), method="lm").x
+    return out
+
+
+def anchor_only(curves: CurveSet) -> np.ndarray:
+    """Curves too short to learn from that still anchor their configuration (1-2 batch sizes)."""
+    return np.flatnonzero((curves.n_points < MIN_POINTS_TRAIN) & (curves.n_points >= 1)
+                          & curves.plausible)
 
 
 @dataclass
@@ -127,21 +211,34 @@ class LearnedParams:
 
     models: list
     anchors: Anchors
-    residuals: np.ndarray  # in-sample residuals of the training curves (aligned with train idx)
+    trained: np.ndarray  # curves the trees learned from
+    anchored: np.ndarray  # curves behind the anchors: ``trained`` then the short ones
+    residuals: np.ndarray  # residual of each anchored curve (aligned with ``anchored``)
 
-    def predict_targets(self, x: np.ndarray, configs: list[tuple]) -> np.ndarray:
+    def predict_targets(self, x: np.ndarray, identities: list[tuple[tuple, str]]) -> np.ndarray:
         from .augment import predict_sklearn
 
         z = predict_sklearn(self.models, x)
-        return z + self.anchors.corrections(configs, np.log(x[:, 0]), np.log(x[:, 1]))
+        return z + self.anchors.corrections(identities, np.log(x[:, 0]), np.log(x[:, 1]))
 
 
-def fit_learned(curves: CurveSet, train: np.ndarray, seed: int, boosting=None) -> LearnedParams:
+def fit_learned(curves: CurveSet, known: np.ndarray, seed: int, boosting=None) -> LearnedParams:
+    """Trees on the trainable curves among ``known``; anchors from those and the short ones."""
     from .augment import fit_boosted, predict_sklearn
 
+    known = np.asarray(known, np.int64)
+    train = np.intersect1d(known, trainable(curves))
+    short = np.intersect1d(known, anchor_only(curves))
     z = curves.targets()[train]
     models = fit_boosted(curves.x[train], z, seed, boosting)
     resid = z - predict_sklearn(models, curves.x[train])
-    configs = curve_config_keys(curves.keys.take(pa.array(train)))
-    anchors = Anchors(configs, np.log(curves.x[train, 0]), np.log(curves.x[train, 1]), resid)
-    return LearnedParams(models, anchors, resid)
+    if short.size:
+        z_short = predict_sklearn(models, curves.x[short])
+        resid = np.concatenate([resid, short_curve_residuals(
+            z_short, curves.roof_batch1[short], curves.roof_knee[short],
+            *curves.endpoint_points(short))])
+    anchored = np.concatenate([train, short])
+    identities = curve_identities(curves.keys.take(pa.array(anchored)))
+    anchors = Anchors(identities, np.log(curves.x[anchored, 0]), np.log(curves.x[anchored, 1]),
+                      resid)
+    return LearnedParams(models, anchors, train, anchored, resid)

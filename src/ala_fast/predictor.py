@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from .arrow_input import as_table
 from .bundle import ipc_to_table, read_bundle, write_bundle
-from .catalog import config_key
+from .catalog import config_identity
 from .curves import evaluate as eval_curve
 from .errors import BundleError, SchemaError, ValidationError
 from .features import FEATURE_NAMES, build_features, config_matrix, roofline_batch1_knee
@@ -202,25 +202,30 @@ class Predictor:
         self._ort_lock = threading.Lock()
         curves = ipc_to_table(files[CURVES_FILE])
         self.curves = curves
-        configs = [config_key(*row) for row in zip(*(curves.column(c).to_pylist() for c in (
-            "hardware", "num_devices", "framework", "model", "precision", "batch_kind")))]
+        identities = [config_identity(*row) for row in zip(*(
+            curves.column(c).to_pylist() for c in ("hardware", "num_devices", "framework",
+                                                   "model", "precision", "batch_kind")))]
+        configs = [key for key, _ in identities]
         ii = curves.column("input_tokens").to_numpy()
         oo = curves.column("output_tokens").to_numpy()
         n_points = curves.column("n_points").to_numpy()
         a, b, c = (curves.column(n).to_numpy() for n in "abc")
-        self._fitted: dict[tuple, tuple[float, float, float]] = {}
-        for k in np.flatnonzero(n_points >= manifest["min_points_fitted"]):
-            self._fitted.setdefault((configs[k], int(ii[k]), int(oo[k])), (a[k], b[k], c[k]))
-        tr = np.flatnonzero(curves.column("trainable").to_numpy(zero_copy_only=False))
-        resid = np.stack([curves.column(f"residual_{t}").to_numpy() for t in TARGET_NAMES], axis=1)
-        self._anchors = Anchors([configs[k] for k in tr], np.log(ii[tr].astype(float)),
-                                np.log(oo[tr].astype(float)), resid[tr])
-        self._fit_envelope: dict[tuple, tuple[float, int, int]] = {}
         env = curves.column("fit_log_err").to_numpy()
         lo_b, hi_b = curves.column("min_batch").to_numpy(), curves.column("max_batch").to_numpy()
+        # a benchmarked curve answers for its hardware spelling first, its catalog entry second
+        self._fitted: dict[tuple, tuple[tuple[float, float, float], tuple[float, int, int]]] = {}
+        self._n_fitted = int((n_points >= manifest["min_points_fitted"]).sum())
         for k in np.flatnonzero(n_points >= manifest["min_points_fitted"]):
-            self._fit_envelope.setdefault((configs[k], int(ii[k]), int(oo[k])),
-                                          (float(env[k]), int(lo_b[k]), int(hi_b[k])))
+            fit = ((a[k], b[k], c[k]), (float(env[k]), int(lo_b[k]), int(hi_b[k])))
+            self._fitted.setdefault((identities[k], int(ii[k]), int(oo[k])), fit)
+            self._fitted.setdefault((configs[k], int(ii[k]), int(oo[k])), fit)
+        tr = np.flatnonzero(curves.column("trainable").to_numpy(zero_copy_only=False))
+        # bundles from before the short-curve anchors anchor on the trainable curves only
+        anchor_col = "anchor" if "anchor" in curves.column_names else "trainable"
+        an = np.flatnonzero(curves.column(anchor_col).to_numpy(zero_copy_only=False))
+        resid = np.stack([curves.column(f"residual_{t}").to_numpy() for t in TARGET_NAMES], axis=1)
+        self._anchors = Anchors([identities[k] for k in an], np.log(ii[an].astype(float)),
+                                np.log(oo[an].astype(float)), resid[an])
         # uncertainty
         u = manifest["uncertainty"]
         if tuple(u["error_feature_names"]) != ERROR_FEATURE_NAMES:
@@ -328,15 +333,16 @@ class Predictor:
         kernel, trees run by the compiled evaluator (or ONNX Runtime).
         """
         n = len(configs_raw)
-        configs = [config_key(*c) for c in configs_raw]
+        identities = [config_identity(*c) for c in configs_raw]
+        configs = [key for key, _ in identities]
         a, b, c = np.empty(n), np.empty(n), np.empty(n)
         env, lo_b, hi_b = np.zeros(n), np.zeros(n), np.zeros(n)
         fitted = np.zeros(n, bool)
-        for i, key in enumerate(configs):
-            hit = self._fitted.get((key, int(ii[i]), int(oo[i])))
+        for i, (identity, key) in enumerate(zip(identities, configs)):
+            shape = (int(ii[i]), int(oo[i]))
+            hit = self._fitted.get((identity, *shape)) or self._fitted.get((key, *shape))
             if hit is not None:
-                a[i], b[i], c[i] = hit
-                env[i], lo_b[i], hi_b[i] = self._fit_envelope[(key, int(ii[i]), int(oo[i]))]
+                (a[i], b[i], c[i]), (env[i], lo_b[i], hi_b[i]) = hit
                 fitted[i] = True
         cfg_rows, cfg_index = _distinct(configs_raw)
         cfg = config_matrix(*zip(*cfg_rows)) if cfg_rows else np.zeros((0, 0))
@@ -344,7 +350,7 @@ class Predictor:
         learn = np.flatnonzero(~fitted)
         if learn.size:
             z = self.raw_targets(x[learn], engine)
-            z = z + self._anchors.corrections([configs[i] for i in learn], np.log(ii[learn]),
+            z = z + self._anchors.corrections([identities[i] for i in learn], np.log(ii[learn]),
                                               np.log(oo[learn]))
             b1, knee = roofline_batch1_knee(x[learn])
             a[learn], b[learn], c[learn] = targets_to_params(z, b1, knee)
@@ -529,7 +535,7 @@ class Predictor:
     def __repr__(self) -> str:
         m = self.manifest
         return (f"Predictor({m.get('training', {}).get('curves', '?')} curves, "
-                f"{len(self._fitted)} fitted, loss={m.get('loss')}, seed={m.get('seed')})")
+                f"{self._n_fitted} fitted, loss={m.get('loss')}, seed={m.get('seed')})")
 
 
 def load(path: str | Path | None = None, coverage: float = 0.9) -> Predictor:

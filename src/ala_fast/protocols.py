@@ -27,7 +27,8 @@ from .curves import DEFAULT_LOSS, evaluate as eval_curve, fit_curves
 from .features import SHAPE_FEATURES
 from .grouping import group_codes
 from .learner import (
-    CurveSet, curve_config_keys, curve_set, fit_learned, params_from_outputs, trainable,
+    CurveSet, anchor_only, curve_config_keys, curve_identities, curve_set, fit_learned,
+    params_from_outputs, trainable,
 )
 from .metrics import ape, ape_summary, spearman
 from .progress import Progress
@@ -69,10 +70,11 @@ def _standardise(train_x: np.ndarray, *others: np.ndarray):
     return [(m - mu) / sd for m in (train_x, *others)]
 
 
-def method_ala_fast(curves: CurveSet, train: np.ndarray, test: np.ndarray, seed: int, **_):
-    learned = fit_learned(curves, train, seed)
-    configs = curve_config_keys(curves.keys.take(pa.array(test)))
-    z = learned.predict_targets(curves.x[test], configs)
+def method_ala_fast(curves: CurveSet, train: np.ndarray, test: np.ndarray, seed: int,
+                    known: np.ndarray | None = None, **_):
+    """Pooled trees on ``train`` anchored by every ``known`` curve (default: ``train``)."""
+    learned = fit_learned(curves, train if known is None else known, seed)
+    z = learned.predict_targets(curves.x[test], curve_identities(curves.keys.take(pa.array(test))))
     return params_from_outputs(z, curves.roof_batch1[test], curves.roof_knee[test])
 
 
@@ -107,15 +109,17 @@ def method_published(curves: CurveSet, train: np.ndarray, test: np.ndarray, seed
     return np.maximum(out[:, 0], 0), np.clip(out[:, 1], 1e-5, 1), np.maximum(out[:, 2], 0)
 
 
-def _fold_uncertainty(curves: CurveSet, rows_data, train, test, rows, pos, pred, seed, coverage):
-    """Interval and expected APE for the held-out rows, from training curves only."""
+def _fold_uncertainty(curves: CurveSet, rows_data, train, known, test, rows, pos, pred, seed,
+                      coverage):
+    """Interval and expected APE for the held-out rows, from the fold's known curves only
+    (``train``: those the trees learn from; ``known``: those plus the short anchoring curves)."""
     from .augment import predict_sklearn
     from .uncertainty import (
         LEVEL_COLUMN, SIGMA_FLOOR, config_counts, expected_ape, fit_uncertainty, half_width,
         interval, level_quantiles, similarity_features,
     )
 
-    unc = fit_uncertainty(curves, rows_data, train, seed)
+    unc = fit_uncertainty(curves, rows_data, train, seed, known=known)
     configs = curve_config_keys(curves.keys)
     counts, hw = config_counts([configs[i] for i in train])
     sim = similarity_features(unc.scaler.transform(curves.x[test]),
@@ -174,6 +178,8 @@ def run_protocol(
         raise ValueError(f"protocol must be P1 or P3, got {protocol!r}")
     usable = np.zeros(len(curves), bool)
     usable[trainable(curves)] = True
+    anchoring = usable.copy()  # short curves do not train the trees but anchor their configuration
+    anchoring[anchor_only(curves)] = True
     preds = {m: np.full(y.size, np.nan) for m in methods}
     extra: dict[str, np.ndarray] = {}
     calibration: dict[int, tuple] = {}  # per fold: conformal scores and their novelty levels
@@ -181,6 +187,7 @@ def run_protocol(
     for f in range(len(fold_names)):
         test = np.flatnonzero(fold == f)
         train = np.flatnonzero((fold != f) & usable)
+        known = np.flatnonzero((fold != f) & anchoring)
         rows = np.flatnonzero(np.isin(codes, test))
         if test.size == 0 or train.size == 0 or rows.size == 0:
             bar.update()
@@ -196,11 +203,11 @@ def run_protocol(
                 continue
             fn = {"ala_fast": method_ala_fast, "published": method_published,
                   "nn_params": method_nn_params}[m]
-            a, b, c = fn(curves, train, test, seed=seed, l2=l2, cfg_codes=cfg_codes)
+            a, b, c = fn(curves, train, test, seed=seed, l2=l2, cfg_codes=cfg_codes, known=known)
             preds[m][rows] = eval_curve(a[pos], b[pos], c[pos], bb[rows])
         if uncertainty and "ala_fast" in methods:
             lo, hi, eape, sigma, level, calibration[f] = _fold_uncertainty(
-                curves, (codes, bb, y), train, test, rows, pos, preds["ala_fast"][rows], seed,
+                curves, (codes, bb, y), train, known, test, rows, pos, preds["ala_fast"][rows], seed,
                 coverage)
             for name, values in (("lower", lo), ("upper", hi), ("expected_ape", eape),
                                  ("sigma", sigma), ("level", level)):

@@ -9,7 +9,7 @@ from .augment import BoostingParams, export_onnx
 from .bundle import dependency_versions, table_digest, table_to_ipc
 from .curves import DEFAULT_LOSS, PUBLISHED_BOUNDS, fit_curves
 from .features import FEATURE_NAMES, N_FEATURES
-from .learner import MIN_POINTS_TRAIN, curve_set, fit_learned, trainable
+from .learner import MIN_POINTS_TRAIN, anchor_only, curve_set, fit_learned, trainable
 from .grouping import group_codes
 from .predictor import (
     CALIBRATION_FILE, CURVES_FILE, ERROR_ONNX, PARAMS_ONNX, REFERENCE_FILE, Predictor,
@@ -40,25 +40,28 @@ def train(table: pa.Table, seed: int = 0, loss: str = DEFAULT_LOSS,
         raise FitError(f"train: need at least 2 curves with >= {MIN_POINTS_TRAIN} batch sizes, "
                        f"got {idx.size}")
     boosting = boosting or BoostingParams()
-    learned = fit_learned(curves, idx, seed, boosting)
+    learned = fit_learned(curves, np.union1d(idx, anchor_only(curves)), seed, boosting)
     onnx_bytes = export_onnx(learned.models, N_FEATURES, name="ala_fast_params")
     codes, _ = group_codes(table, CURVE_KEY)
     rows = (codes, table.column("batch_size").to_numpy().astype(np.float64),
             table.column("throughput").to_numpy())
-    unc = fit_uncertainty(curves, rows, idx, seed, progress=progress)
+    unc = fit_uncertainty(curves, rows, idx, seed, progress=progress, known=learned.anchored)
     error_onnx = export_onnx(unc.error_models, len(ERROR_FEATURE_NAMES), name="ala_fast_error")
     reference = pa.table({f"v{j}": unc.scaler.transform(curves.x[idx])[:, j]
                           for j in range(N_FEATURES)}).append_column("curve", pa.array(idx))
     calibration = pa.table({"score": unc.calibration_scores,
                             "level": pa.array(unc.calibration_levels, pa.int8())})
     resid = np.full((len(curves), len(TARGET_NAMES)), np.nan)
-    resid[idx] = learned.residuals
+    resid[learned.anchored] = learned.residuals
     is_train = np.zeros(len(curves), bool)
     is_train[idx] = True
+    is_anchor = np.zeros(len(curves), bool)
+    is_anchor[learned.anchored] = True
     curves_table = params.replace_schema_metadata(None)
     for j, name in enumerate(TARGET_NAMES):
         curves_table = curves_table.append_column(f"residual_{name}", pa.array(resid[:, j]))
     curves_table = curves_table.append_column("trainable", pa.array(is_train))
+    curves_table = curves_table.append_column("anchor", pa.array(is_anchor))
     max_ape = np.minimum(params.column("max_ape").to_numpy(), 99.0)
     curves_table = curves_table.append_column("fit_log_err", pa.array(-np.log1p(-max_ape / 100)))
     keys = params.select(["hardware", "model", "framework"]).to_pydict()
@@ -77,6 +80,7 @@ def train(table: pa.Table, seed: int = 0, loss: str = DEFAULT_LOSS,
             "rows": table.num_rows,
             "curves": len(curves),
             "curves_trained": int(idx.size),
+            "curves_anchoring": int(learned.anchored.size),
             "hardware": sorted(set(keys["hardware"])),
             "models": sorted(set(keys["model"])),
             "frameworks": sorted(set(keys["framework"])),

@@ -97,8 +97,14 @@ def conformal_quantile(scores: np.ndarray, coverage: float) -> float:
 
 
 # --------------------------------------------------------------------------- error samples
-def holdout_rounds(curves, train_idx: np.ndarray, seed: int) -> list[tuple[str, np.ndarray]]:
-    """Hold-out sets (indices into ``curves``) drawn from ``train_idx``."""
+def holdout_rounds(curves, train_idx: np.ndarray, seed: int,
+                   known: np.ndarray | None = None) -> list[tuple[str, np.ndarray]]:
+    """Hold-out sets (indices into ``curves``) drawn from ``train_idx``.
+
+    A hardware or model round also holds out the ``known`` curves (anchoring short curves) of
+    that hardware or model, so nothing of it is seen; shape and annealed rounds hold out
+    curves of ``train_idx`` only (the siblings stay known, as under P1).
+    """
     from .anneal import holdout_subset
     from .catalog import hardware_id, model_id
     from .protocols import folds_p1
@@ -108,14 +114,16 @@ def holdout_rounds(curves, train_idx: np.ndarray, seed: int) -> list[tuple[str, 
     fold = folds_p1(keys, seed)
     for f in np.unique(fold):
         rounds.append((f"shape fold {f}", train_idx[fold == f]))
-    hw = np.array([hardware_id(h) for h in keys.column("hardware").to_pylist()])
+    known = train_idx if known is None else np.union1d(train_idx, known)
+    known_keys = curves.keys.take(pa.array(known))
+    hw = np.array([hardware_id(h) for h in known_keys.column("hardware").to_pylist()])
     if np.unique(hw).size > 1:
         for h in np.unique(hw):
-            rounds.append((f"hardware {h}", train_idx[hw == h]))
-    md = np.array([model_id(m) for m in keys.column("model").to_pylist()])
+            rounds.append((f"hardware {h}", known[hw == h]))
+    md = np.array([model_id(m) for m in known_keys.column("model").to_pylist()])
     if np.unique(md).size > 1:
         for m in np.unique(md):
-            rounds.append((f"model {m}", train_idx[md == m]))
+            rounds.append((f"model {m}", known[md == m]))
     scaler = Scaler.fit(curves.x[train_idx])
     v = scaler.transform(curves.x[train_idx])
     k = max(1, int(ANNEAL_SHARE * train_idx.size))
@@ -144,29 +152,34 @@ class ErrorSamples:
 
 
 def error_samples(curves, table_rows: tuple[np.ndarray, np.ndarray, np.ndarray],
-                  train_idx: np.ndarray, seed: int, progress: bool | None = False) -> ErrorSamples:
-    """Run the hold-out rounds and record every held-out curve's errors."""
+                  train_idx: np.ndarray, seed: int, progress: bool | None = False,
+                  known: np.ndarray | None = None) -> ErrorSamples:
+    """Run the hold-out rounds and record the errors of every held-out curve of ``train_idx``
+    (``known``, default ``train_idx``: every curve the rounds may anchor on)."""
     from .augment import BoostingParams
     from .curves import evaluate as eval_curve
-    from .learner import curve_config_keys, fit_learned, params_from_outputs
+    from .learner import curve_config_keys, curve_identities, fit_learned, params_from_outputs
     from .progress import Progress
 
     row_codes, bb, y = table_rows
-    rounds = holdout_rounds(curves, train_idx, seed)
+    known = train_idx if known is None else np.union1d(train_idx, known)
+    rounds = holdout_rounds(curves, train_idx, seed, known)
     configs_all = curve_config_keys(curves.keys)
+    identities = curve_identities(curves.keys)
     light = BoostingParams(n_estimators=LIGHT_TREES, learning_rate=0.1)
     out_curve, out_round, out_x, out_rc, out_lr, out_bb = [], [], [], [], [], []
     order = np.argsort(row_codes, kind="stable")
     starts = np.searchsorted(row_codes[order], np.arange(len(curves) + 1))
     bar = Progress(len(rounds), "error samples", enabled=progress)
-    for r, (_, held) in enumerate(rounds):
-        rest = np.setdiff1d(train_idx, held)
+    for r, (_, held_round) in enumerate(rounds):
+        rest = np.setdiff1d(train_idx, held_round)
+        held = np.intersect1d(held_round, train_idx)
         if rest.size < 2 or held.size == 0:
             bar.update()
             continue
-        learned = fit_learned(curves, rest, seed + r, light)
+        learned = fit_learned(curves, np.setdiff1d(known, held_round), seed + r, light)
         held_cfg = [configs_all[i] for i in held]
-        z = learned.predict_targets(curves.x[held], held_cfg)
+        z = learned.predict_targets(curves.x[held], [identities[i] for i in held])
         a, b, c = params_from_outputs(z, curves.roof_batch1[held], curves.roof_knee[held])
         scaler = Scaler.fit(curves.x[rest])
         counts, hw = config_counts([configs_all[i] for i in rest])
@@ -216,7 +229,8 @@ CROSS_FOLDS = 4  # folds of the grouped cross-fit that scores unseen-model rows
 
 
 def fit_uncertainty(curves, table_rows, train_idx: np.ndarray, seed: int,
-                    progress: bool | None = False) -> UncertaintyFit:
+                    progress: bool | None = False, known: np.ndarray | None = None
+                    ) -> UncertaintyFit:
     """Error samples -> error model + conformal scores, one set per novelty level (Mondrian).
 
     The error model is fitted on half of the held-out curves. Scores of known-configuration
@@ -226,12 +240,13 @@ def fit_uncertainty(curves, table_rows, train_idx: np.ndarray, seed: int,
     a model not in the training data (a curve-level split would let the error model recognise
     the held-out model by its descriptors and learn its error size, making the scores too
     small). Rows of a held-out device (level 0) are scored by ``|log(pred / actual)|`` alone
-    (see NORMALISED).
+    (see NORMALISED). ``known`` (default ``train_idx``) adds the short curves that anchor
+    their configuration without training the trees.
     """
     from .augment import BoostingParams, fit_boosted, predict_sklearn
     from .catalog import model_id
 
-    samples = error_samples(curves, table_rows, train_idx, seed, progress)
+    samples = error_samples(curves, table_rows, train_idx, seed, progress, known=known)
     rng = np.random.default_rng(seed)
     # split by curve (all samples of one curve on one side), half to fit, half to calibrate
     uniq = np.unique(samples.curve)

@@ -1,0 +1,160 @@
+"""Anchoring the pooled model on benchmarked curves: hardware spellings, the two-level
+correction, and curves too short to fit."""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from scipy.optimize import minimize
+
+import ala_fast
+from ala_fast.augment import BoostingParams
+from ala_fast.catalog import config_identity
+from ala_fast.curves import evaluate as eval_curve, fit_curves
+from ala_fast.learner import (
+    CONFIG_PRIOR, HARDWARE_PRIOR, SHORT_RIDGE, SIBLING_PRIOR, Anchors, anchor_only,
+    curve_identities, curve_set, fit_learned, short_curve_residuals, trainable,
+)
+from ala_fast.readers import concat_tables
+from ala_fast.targets import targets_to_params
+
+QUICK = BoostingParams(n_estimators=60)
+
+
+def _identity(hw, model="llama-2-7b"):
+    return config_identity(hw, 1, "vllm", model, "fp16", "static")
+
+
+def test_anchor_correction_is_config_level_plus_shape_local():
+    ids = [_identity("Intel PVC GPU")] * 3 + [_identity("Intel Max 1550")]
+    log_ii = np.log([128.0, 256.0, 1024.0, 128.0])
+    log_oo = np.log([128.0, 256.0, 1024.0, 128.0])
+    resid = np.array([[1.0, 0.0, 0.5], [2.0, -1.0, 0.5], [4.0, 1.0, 0.5], [-3.0, 0.0, 0.0]])
+    anchors = Anchors(ids, log_ii, log_oo, resid)
+
+    def by_hand(rows, qi, qo):
+        r = resid[rows]
+        level = r.sum(axis=0) / (len(rows) + CONFIG_PRIOR)
+        w = np.exp(-np.abs(log_ii[rows] - qi) - np.abs(log_oo[rows] - qo))
+        return level + (w[:, None] * (r - level)).sum(axis=0) / (w.sum() + SIBLING_PRIOR)
+
+    q = (np.log(512.0), np.log(300.0))
+    # the spelling's own siblings answer first
+    np.testing.assert_allclose(anchors.correction(_identity("Intel PVC GPU"), *q),
+                               by_hand([0, 1, 2], *q), rtol=1e-12)
+    np.testing.assert_allclose(anchors.correction(_identity("intel  max 1550"), *q),
+                               by_hand([3], *q), rtol=1e-12)
+    # a third spelling of the same catalog entry falls back to every sibling of the entry
+    np.testing.assert_allclose(anchors.correction(_identity("Ponte Vecchio"), *q),
+                               by_hand([0, 1, 2, 3], *q), rtol=1e-12)
+    # no sibling: the hardware's mean residual, shrunk, by spelling first
+    other_model = _identity("Intel PVC GPU", "mistral-7b")
+    np.testing.assert_allclose(anchors.correction(other_model, *q),
+                               resid[:3].sum(axis=0) / (3 + HARDWARE_PRIOR), rtol=1e-12)
+    np.testing.assert_allclose(anchors.correction(_identity("Ponte Vecchio", "mistral-7b"), *q),
+                               resid.sum(axis=0) / (4 + HARDWARE_PRIOR), rtol=1e-12)
+    np.testing.assert_array_equal(anchors.correction(_identity("H100", "mistral-7b"), *q), 0.0)
+
+
+def test_many_equal_siblings_give_their_residual():
+    ids = [_identity("H100")] * 200
+    grid = np.log(np.geomspace(64, 8192, 200))
+    resid = np.tile([0.7, -0.2, 0.1], (200, 1))
+    got = Anchors(ids, grid, grid[::-1], resid).correction(ids[0], np.log(500.0), np.log(700.0))
+    np.testing.assert_allclose(got, resid[0], rtol=0.01)
+
+
+def test_short_curve_residual_one_point_in_closed_form():
+    # at batch 1 the curve equals T1 = roof_batch1 * exp(z0), whatever the other targets:
+    # the ridge solution moves z0 by log(y / T1) / (1 + SHORT_RIDGE) and nothing else
+    z_hat = np.array([[-0.4, 0.3, 0.2]])
+    b1, knee = np.array([50.0]), np.array([30.0])
+    t1 = b1[0] * np.exp(z_hat[0, 0])
+    d = short_curve_residuals(z_hat, b1, knee, [np.array([1.0])], [np.array([3.0 * t1])])
+    np.testing.assert_allclose(d[0], [np.log(3.0) / (1 + SHORT_RIDGE), 0.0, 0.0], atol=1e-7)
+
+
+def test_short_curve_residual_two_points_matches_a_generic_minimiser():
+    z_hat = np.array([[-0.2, 0.5, 0.0]])
+    b1, knee = np.array([80.0]), np.array([20.0])
+    bb, y = np.array([1.0, 16.0]), np.array([250.0, 1900.0])
+    got = short_curve_residuals(z_hat, b1, knee, [bb], [y])[0]
+
+    def objective(d):
+        a, b, c = targets_to_params(z_hat[0] + d, b1, knee)
+        pred = eval_curve(np.repeat(a, 2), np.repeat(b, 2), np.repeat(c, 2), bb)
+        return np.sum((np.log(pred) - np.log(y)) ** 2) + SHORT_RIDGE * np.sum(d * d)
+
+    ref = minimize(objective, np.zeros(3), method="Nelder-Mead",
+                   options={"xatol": 1e-10, "fatol": 1e-14, "maxiter": 20000})
+    assert objective(got) <= ref.fun + 1e-9
+    # and the fit moved the curve toward the points
+    a, b, c = targets_to_params(z_hat[0] + got, b1, knee)
+    a0, b0, c0 = targets_to_params(z_hat[0], b1, knee)
+    before = np.abs(np.log(eval_curve(np.repeat(a0, 2), np.repeat(b0, 2), np.repeat(c0, 2), bb) / y))
+    after = np.abs(np.log(eval_curve(np.repeat(a, 2), np.repeat(b, 2), np.repeat(c, 2), bb) / y))
+    assert after.sum() < 0.5 * before.sum()
+
+
+@pytest.fixture(scope="module")
+def h100_l40s(trtllm):
+    mask = pc.is_in(trtllm.column("hardware"), pa.array(["H100 80GB HBM3", "L40S"]))
+    return concat_tables([trtllm.filter(mask)])
+
+
+def test_short_curves_anchor_their_configuration(h100_l40s):
+    """A configuration benchmarked only at two batch sizes per request shape, running 3x
+    slower than its siblings suggest: its short curves pull the prediction of a new shape."""
+    t = h100_l40s
+    target = pc.and_(pc.equal(t.column("hardware"), "L40S"),
+                     pc.equal(t.column("model"), "LLaMA v2 7B"))
+    short = pc.and_(target, pc.is_in(t.column("batch_size"), pa.array([1, 16])))
+    fast = pc.multiply(t.column("throughput"), pc.if_else(target, 1 / 3, 1.0))
+    t = t.set_column(t.schema.get_field_index("throughput"), "throughput", fast)
+    t = t.filter(pc.or_(pc.invert(target), short))
+    curves = curve_set(fit_curves(t))
+    ids = curve_identities(curves.keys)
+    is_target = np.array([k[0] == "L40S" and k[3] == "llama-2-7b" for k, _ in ids])
+    assert set(anchor_only(curves)) >= set(np.flatnonzero(is_target))
+    assert not set(trainable(curves)) & set(np.flatnonzero(is_target))
+    held = np.flatnonzero(is_target)[0]
+    others = np.setdiff1d(np.arange(len(curves)), [held])
+    with_short = fit_learned(curves, others, 0, QUICK)
+    without = fit_learned(curves, np.setdiff1d(others, np.flatnonzero(is_target)), 0, QUICK)
+    assert np.isin(np.flatnonzero(is_target & (np.arange(len(curves)) != held)),
+                   with_short.anchored).all()
+
+    def error_at_points(learned):
+        z = learned.predict_targets(curves.x[[held]], [ids[held]])
+        a, b, c = targets_to_params(z, curves.roof_batch1[[held]], curves.roof_knee[[held]])
+        bb, y = curves.endpoint_points([held])
+        pred = eval_curve(np.repeat(a, bb[0].size), np.repeat(b, bb[0].size),
+                          np.repeat(c, bb[0].size), bb[0])
+        return np.abs(np.log(pred / y[0])).mean()
+
+    assert error_at_points(with_short) < 0.5 * error_at_points(without)
+
+
+def test_two_spellings_of_one_device_keep_their_own_curves(h100_l40s):
+    """One catalog entry measured as two systems (like Argonne's "Intel Max 1550" and "Intel
+    PVC GPU"): each spelling gets its own fitted curves and anchors."""
+    h100 = h100_l40s.filter(pc.equal(h100_l40s.column("hardware"), "H100 80GB HBM3"))
+    slow = h100.set_column(0, "hardware", pa.array(["Nvidia H100 GPU"] * h100.num_rows))
+    slow = slow.set_column(slow.schema.get_field_index("throughput"), "throughput",
+                           pc.divide(slow.column("throughput"), 5.0))
+    predictor = ala_fast.train(concat_tables([h100_l40s, slow]), seed=0, boosting=QUICK)
+    row = h100.slice(0, 1).to_pylist()[0]
+    for hw, scale in (("H100 80GB HBM3", 1.0), ("Nvidia H100 GPU", 0.2)):
+        w = pa.Table.from_pylist([{**row, "hardware": hw}]).drop_columns(["throughput"])
+        out = predictor.predict(w)
+        assert out.column("basis")[0].as_py() == "fitted"
+        assert out.column("throughput")[0].as_py() == pytest.approx(row["throughput"] * scale,
+                                                                    rel=0.25)
+    # a request shape neither spelling benchmarked: the anchors keep the two systems apart
+    new = {**row, "input_tokens": 700, "output_tokens": 900, "batch_size": 8}
+    w = pa.Table.from_pylist([{**new, "hardware": hw} for hw in
+                              ("H100 80GB HBM3", "Nvidia H100 GPU", "H100-SXM")]
+                             ).drop_columns(["throughput"])
+    fast, slow_, other = predictor.predict(w).column("throughput").to_numpy()
+    assert fast / slow_ > 3.0
+    assert slow_ < other < fast  # an unseen spelling of the entry gets both systems' anchors
