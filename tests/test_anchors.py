@@ -125,7 +125,7 @@ def test_short_curves_anchor_their_configuration(h100_l40s):
                    with_short.anchored).all()
 
     def error_at_points(learned):
-        z = learned.predict_targets(curves.x[[held]], [ids[held]])
+        z = learned.anchored_targets(curves.x[[held]], [ids[held]])
         a, b, c = targets_to_params(z, curves.roof_batch1[[held]], curves.roof_knee[[held]])
         bb, y = curves.endpoint_points([held])
         pred = eval_curve(np.repeat(a, bb[0].size), np.repeat(b, bb[0].size),

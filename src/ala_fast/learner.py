@@ -108,6 +108,11 @@ def curve_identities(keys: pa.Table) -> list[tuple[tuple, str]]:
     return [config_identity(*row) for row in zip(*_config_columns(keys))]
 
 
+def curve_configs(keys: pa.Table) -> list[tuple]:
+    """(hardware, num_devices, framework, model, precision, batch_kind) per curve, as given."""
+    return list(zip(*_config_columns(keys)))
+
+
 def _config_columns(keys: pa.Table) -> list[list]:
     return [keys.column(c).to_pylist() for c in ("hardware", "num_devices", "framework", "model",
                                                   "precision", "batch_kind")]
@@ -214,12 +219,24 @@ class LearnedParams:
     trained: np.ndarray  # curves the trees learned from
     anchored: np.ndarray  # curves behind the anchors: ``trained`` then the short ones
     residuals: np.ndarray  # residual of each anchored curve (aligned with ``anchored``)
+    devices: tuple[str, ...]  # known hardware, one spelling per catalog entry (transfer.py)
 
-    def predict_targets(self, x: np.ndarray, identities: list[tuple[tuple, str]]) -> np.ndarray:
+    def anchored_targets(self, x: np.ndarray, identities: list[tuple[tuple, str]]) -> np.ndarray:
         from .augment import predict_sklearn
 
         z = predict_sklearn(self.models, x)
         return z + self.anchors.corrections(identities, np.log(x[:, 0]), np.log(x[:, 1]))
+
+    def predict_targets(self, x: np.ndarray, configs: list[tuple]) -> np.ndarray:
+        """Targets for curves given by features and raw configuration tuples (hardware,
+        num_devices, framework, model, precision, batch_kind): anchored trees, blended with the
+        efficiency on similar known devices where the hardware is unseen."""
+        from .catalog import config_identity
+        from .transfer import blend_unseen_hardware
+
+        z = self.anchored_targets(x, [config_identity(*c) for c in configs])
+        return blend_unseen_hardware(z, configs, x[:, 0], x[:, 1], self.devices,
+                                     self.anchored_targets)
 
 
 def fit_learned(curves: CurveSet, known: np.ndarray, seed: int, boosting=None) -> LearnedParams:
@@ -237,8 +254,11 @@ def fit_learned(curves: CurveSet, known: np.ndarray, seed: int, boosting=None) -
         resid = np.concatenate([resid, short_curve_residuals(
             z_short, curves.roof_batch1[short], curves.roof_knee[short],
             *curves.endpoint_points(short))])
+    from .transfer import known_devices
+
     anchored = np.concatenate([train, short])
-    identities = curve_identities(curves.keys.take(pa.array(anchored)))
-    anchors = Anchors(identities, np.log(curves.x[anchored, 0]), np.log(curves.x[anchored, 1]),
-                      resid)
-    return LearnedParams(models, anchors, train, anchored, resid)
+    keys = curves.keys.take(pa.array(anchored))
+    anchors = Anchors(curve_identities(keys), np.log(curves.x[anchored, 0]),
+                      np.log(curves.x[anchored, 1]), resid)
+    devices = known_devices(keys.column("hardware").to_pylist())
+    return LearnedParams(models, anchors, train, anchored, resid, devices)

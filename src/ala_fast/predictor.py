@@ -19,6 +19,7 @@ import pyarrow as pa
 from .arrow_input import as_table
 from .bundle import ipc_to_table, read_bundle, write_bundle
 from .catalog import config_identity
+from .transfer import blend_unseen_hardware, known_devices
 from .curves import evaluate as eval_curve
 from .errors import BundleError, SchemaError, ValidationError
 from .features import FEATURE_NAMES, build_features, config_matrix, roofline_batch1_knee
@@ -226,6 +227,8 @@ class Predictor:
         resid = np.stack([curves.column(f"residual_{t}").to_numpy() for t in TARGET_NAMES], axis=1)
         self._anchors = Anchors([identities[k] for k in an], np.log(ii[an].astype(float)),
                                 np.log(oo[an].astype(float)), resid[an])
+        hardware = curves.column("hardware").to_pylist()
+        self._devices = known_devices(hardware[k] for k in an)
         # uncertainty
         u = manifest["uncertainty"]
         if tuple(u["error_feature_names"]) != ERROR_FEATURE_NAMES:
@@ -349,9 +352,13 @@ class Predictor:
         x = build_features(cfg, ii, oo, cfg_index=cfg_index)
         learn = np.flatnonzero(~fitted)
         if learn.size:
-            z = self.raw_targets(x[learn], engine)
-            z = z + self._anchors.corrections([identities[i] for i in learn], np.log(ii[learn]),
-                                              np.log(oo[learn]))
+            def anchored(xx: np.ndarray, ids: list) -> np.ndarray:
+                return self.raw_targets(xx, engine) + self._anchors.corrections(
+                    ids, np.log(xx[:, 0]), np.log(xx[:, 1]))
+
+            z = blend_unseen_hardware(anchored(x[learn], [identities[i] for i in learn]),
+                                      [configs_raw[i] for i in learn], ii[learn], oo[learn],
+                                      self._devices, anchored)
             b1, knee = roofline_batch1_knee(x[learn])
             a[learn], b[learn], c[learn] = targets_to_params(z, b1, knee)
         sim = similarity_features(self._scaler.transform(x), self._reference, configs,

@@ -27,7 +27,7 @@ from .curves import DEFAULT_LOSS, evaluate as eval_curve, fit_curves
 from .features import SHAPE_FEATURES
 from .grouping import group_codes
 from .learner import (
-    CurveSet, anchor_only, curve_config_keys, curve_identities, curve_set, fit_learned,
+    CurveSet, anchor_only, curve_config_keys, curve_configs, curve_set, fit_learned,
     params_from_outputs, trainable,
 )
 from .metrics import ape, ape_summary, spearman
@@ -74,7 +74,7 @@ def method_ala_fast(curves: CurveSet, train: np.ndarray, test: np.ndarray, seed:
                     known: np.ndarray | None = None, **_):
     """Pooled trees on ``train`` anchored by every ``known`` curve (default: ``train``)."""
     learned = fit_learned(curves, train if known is None else known, seed)
-    z = learned.predict_targets(curves.x[test], curve_identities(curves.keys.take(pa.array(test))))
+    z = learned.predict_targets(curves.x[test], curve_configs(curves.keys.take(pa.array(test))))
     return params_from_outputs(z, curves.roof_batch1[test], curves.roof_knee[test])
 
 

@@ -158,14 +158,14 @@ def error_samples(curves, table_rows: tuple[np.ndarray, np.ndarray, np.ndarray],
     (``known``, default ``train_idx``: every curve the rounds may anchor on)."""
     from .augment import BoostingParams
     from .curves import evaluate as eval_curve
-    from .learner import curve_config_keys, curve_identities, fit_learned, params_from_outputs
+    from .learner import curve_config_keys, curve_configs, fit_learned, params_from_outputs
     from .progress import Progress
 
     row_codes, bb, y = table_rows
     known = train_idx if known is None else np.union1d(train_idx, known)
     rounds = holdout_rounds(curves, train_idx, seed, known)
     configs_all = curve_config_keys(curves.keys)
-    identities = curve_identities(curves.keys)
+    raw_configs = curve_configs(curves.keys)
     light = BoostingParams(n_estimators=LIGHT_TREES, learning_rate=0.1)
     out_curve, out_round, out_x, out_rc, out_lr, out_bb = [], [], [], [], [], []
     order = np.argsort(row_codes, kind="stable")
@@ -179,7 +179,7 @@ def error_samples(curves, table_rows: tuple[np.ndarray, np.ndarray, np.ndarray],
             continue
         learned = fit_learned(curves, np.setdiff1d(known, held_round), seed + r, light)
         held_cfg = [configs_all[i] for i in held]
-        z = learned.predict_targets(curves.x[held], [identities[i] for i in held])
+        z = learned.predict_targets(curves.x[held], [raw_configs[i] for i in held])
         a, b, c = params_from_outputs(z, curves.roof_batch1[held], curves.roof_knee[held])
         scaler = Scaler.fit(curves.x[rest])
         counts, hw = config_counts([configs_all[i] for i in rest])

@@ -1,0 +1,88 @@
+"""Unseen hardware: borrow the efficiency a configuration reaches on similar known devices.
+
+The learned targets are roofline-relative efficiencies (:mod:`ala_fast.targets`). For a device
+the training data never saw, the trees' answer at the device's own descriptors extrapolates
+from a handful of devices, and a split that separated two known devices can put the new one on
+either side. The same configuration's efficiency on known devices is a second, independent
+answer: same vendor (same software stack) and close in memory bandwidth and peak compute.
+
+A query on unseen hardware therefore gets the equal-weight blend, in target space, of the trees
+(anchored as usual) and that transferred efficiency, both applied to the new device's roofline.
+One function serves training, evaluation and prediction alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+
+from .catalog import config_identity, hardware_id, resolve_hardware
+from .features import build_features, config_matrix
+
+BLEND = 0.5  # weight of the transferred efficiency against the trees' own answer
+#: log-distance (|log bandwidth ratio| + |log compute ratio|) over which a known device's
+#: weight falls by a factor e
+DEVICE_SCALE = 0.5
+
+TargetsFn = Callable[[np.ndarray, list], np.ndarray]  # (features, identities) -> targets
+
+
+def known_devices(hardware_names: Iterable[str]) -> tuple[str, ...]:
+    """One spelling per catalog entry (the first seen), sorted by entry: the devices to borrow
+    from."""
+    first: dict[str, str] = {}
+    for name in hardware_names:
+        first.setdefault(hardware_id(name), name)
+    return tuple(first[k] for k in sorted(first))
+
+
+def device_weights(hardware: str, known: Sequence[str]) -> np.ndarray:
+    """Weights (summing to 1) of the known devices for a query on ``hardware``.
+
+    Known devices of the query's vendor only, when there are any; each weighted by
+    ``exp(-(|log bw ratio| + |log compute ratio|) / DEVICE_SCALE)``. A device the catalog does
+    not know gets equal weights on every known device.
+    """
+    me = resolve_hardware(hardware)
+    specs = [resolve_hardware(n) for n in known]
+    if me is None:
+        return np.full(len(known), 1.0 / len(known))
+    same = np.array([s is not None and s.vendor == me.vendor for s in specs])
+    use = same if same.any() else np.array([s is not None for s in specs])
+    if not use.any():
+        return np.full(len(known), 1.0 / len(known))
+    w = np.zeros(len(known))
+    for j in np.flatnonzero(use):
+        s = specs[j]
+        d = abs(np.log(s.mem_bw_tbs / me.mem_bw_tbs)) + abs(np.log(s.fp16_tflops / me.fp16_tflops))
+        w[j] = np.exp(-d / DEVICE_SCALE)
+    return w / w.sum()
+
+
+def unseen_rows(hardware: Sequence[str], known: Sequence[str]) -> np.ndarray:
+    """Indices of queries whose hardware (catalog entry or name) is not among ``known``."""
+    seen = {hardware_id(n) for n in known}
+    return np.array([i for i, h in enumerate(hardware) if hardware_id(h) not in seen], np.int64)
+
+
+def blend_unseen_hardware(z: np.ndarray, configs: Sequence[tuple], ii: np.ndarray,
+                          oo: np.ndarray, known: Sequence[str], targets: TargetsFn) -> np.ndarray:
+    """Targets ``z`` (rows x 3, one row per query) with the rows on unseen hardware blended.
+
+    ``configs`` holds (hardware, num_devices, framework, model, precision, batch_kind) per
+    query as given; ``targets`` maps a feature matrix and identities to anchored targets.
+    """
+    z = np.array(z, np.float64, copy=True)
+    rows = unseen_rows([c[0] for c in configs], known) if len(known) else np.zeros(0, np.int64)
+    if rows.size == 0:
+        return z
+    k = len(known)
+    swapped = [(name, *configs[i][1:]) for i in rows for name in known]
+    cfg = config_matrix(*zip(*swapped))
+    x = build_features(cfg, np.repeat(np.asarray(ii, np.float64)[rows], k),
+                       np.repeat(np.asarray(oo, np.float64)[rows], k))
+    borrowed = targets(x, [config_identity(*c) for c in swapped]).reshape(rows.size, k, 3)
+    weights = np.array([device_weights(configs[i][0], known) for i in rows])
+    z[rows] = (1 - BLEND) * z[rows] + BLEND * np.einsum("rk,rkt->rt", weights, borrowed)
+    return z

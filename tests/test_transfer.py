@@ -1,0 +1,101 @@
+"""Unseen hardware borrows the efficiency of similar known devices (transfer.py)."""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+import ala_fast
+from ala_fast.augment import BoostingParams
+from ala_fast.catalog import config_identity, resolve_hardware
+from ala_fast.features import build_features, config_matrix
+from ala_fast.readers import concat_tables
+from ala_fast.targets import targets_to_params
+from ala_fast.transfer import (
+    BLEND, DEVICE_SCALE, blend_unseen_hardware, device_weights, known_devices, unseen_rows,
+)
+
+KNOWN = ("A100", "H100 80GB HBM3", "MI300X", "Gaudi2")
+
+
+def test_known_devices_keep_one_spelling_per_entry():
+    assert known_devices(["Nvidia H100 GPU", "A100", "H100 80GB HBM3", "A100-SXM4-80GB"]) == (
+        "A100", "Nvidia H100 GPU")
+
+
+def test_device_weights_by_hand():
+    w = device_weights("H200", KNOWN)
+    me = resolve_hardware("H200")
+    raw = []
+    for name in KNOWN:
+        s = resolve_hardware(name)
+        if s.vendor != me.vendor:
+            raw.append(0.0)
+            continue
+        d = abs(np.log(s.mem_bw_tbs / me.mem_bw_tbs)) + abs(np.log(s.fp16_tflops / me.fp16_tflops))
+        raw.append(np.exp(-d / DEVICE_SCALE))
+    np.testing.assert_allclose(w, np.array(raw) / sum(raw), rtol=1e-12)
+    assert w[1] > w[0] > 0 and w[2] == w[3] == 0  # H100 closest, A100 next, other vendors out
+    # no known device of the vendor: every known device, by closeness
+    w = device_weights("SN40L", KNOWN)
+    assert (w > 0).all() and w.sum() == pytest.approx(1.0)
+    # a device the catalog does not know: equal weights
+    np.testing.assert_allclose(device_weights("never-seen-accelerator", KNOWN), 0.25)
+
+
+def test_blend_matches_a_loop_over_devices():
+    rng = np.random.default_rng(0)
+    coef = rng.normal(size=(len(build_features(config_matrix(["A100"], [1], ["vllm"], ["llama-2-7b"],
+                                                                   ["fp16"], ["static"]),
+                                               np.array([1.0]), np.array([1.0]))[0]), 3)) * 1e-3
+
+    def targets(x, ids):  # any function of features and identities will do
+        bump = np.array([[0.1 * len(k[0][0]), 0.0, -0.05] for k in ids])
+        return x @ coef + bump
+
+    configs = [("H200", 2, "vllm", "llama-2-70b", "fp16", "static"),
+               ("A100", 1, "trt-llm", "mistral-7b", "fp16", "static"),
+               ("MI325X", 8, "vllm", "llama-3-70b", "fp8", "concurrency")]
+    ii, oo = np.array([512.0, 128.0, 2048.0]), np.array([256.0, 64.0, 1024.0])
+    cfg = config_matrix(*zip(*configs))
+    x = build_features(cfg, ii, oo)
+    z0 = targets(x, [config_identity(*c) for c in configs])
+    got = blend_unseen_hardware(z0, configs, ii, oo, KNOWN, targets)
+    np.testing.assert_array_equal(unseen_rows([c[0] for c in configs], KNOWN), [0, 2])
+    np.testing.assert_array_equal(got[1], z0[1])  # known hardware: untouched
+    for i in (0, 2):
+        w = device_weights(configs[i][0], KNOWN)
+        borrowed = np.zeros(3)
+        for name, wk in zip(KNOWN, w):
+            c = (name, *configs[i][1:])
+            xk = build_features(config_matrix(*zip(c)), ii[i:i + 1], oo[i:i + 1])
+            borrowed += wk * targets(xk, [config_identity(*c)])[0]
+        np.testing.assert_allclose(got[i], (1 - BLEND) * z0[i] + BLEND * borrowed, rtol=1e-12)
+    np.testing.assert_array_equal(blend_unseen_hardware(z0, configs, ii, oo, (), targets), z0)
+
+
+def test_predictor_blends_unseen_hardware_like_the_training_code(trtllm):
+    mask = pc.is_in(trtllm.column("hardware"), pa.array(["H100 80GB HBM3", "L40S"]))
+    predictor = ala_fast.train(concat_tables([trtllm.filter(mask)]), seed=0,
+                               boosting=BoostingParams(n_estimators=40))
+    assert set(predictor._devices) == {"H100 80GB HBM3", "L40S"}
+    config = ("H200", 1, "trt-llm", "LLaMA v2 7B", "fp8", "static")
+    ii, oo = np.array([700.0]), np.array([900.0])
+    block = predictor._curve_block([config], ii, oo)
+
+    def anchored(x, ids):
+        return predictor.raw_targets(x) + predictor._anchors.corrections(
+            ids, np.log(x[:, 0]), np.log(x[:, 1]))
+
+    x = build_features(config_matrix(*zip(config)), ii, oo)
+    own = anchored(x, [config_identity(*config)])[0]
+    w = device_weights("H200", predictor._devices)
+    borrowed = sum(wk * anchored(build_features(config_matrix(*zip((name, *config[1:]))), ii, oo),
+                                 [config_identity(name, *config[1:])])[0]
+                   for name, wk in zip(predictor._devices, w))
+    from ala_fast.features import roofline_batch1_knee
+
+    b1, knee = roofline_batch1_knee(x)
+    a, b, c = targets_to_params((1 - BLEND) * own + BLEND * borrowed, b1, knee)
+    np.testing.assert_allclose([block.a[0], block.b[0], block.c[0]], [a[0], b[0], c[0]], rtol=1e-6)
+    assert not block.fitted[0]
