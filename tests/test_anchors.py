@@ -158,3 +158,18 @@ def test_two_spellings_of_one_device_keep_their_own_curves(h100_l40s):
     fast, slow_, other = predictor.predict(w).column("throughput").to_numpy()
     assert fast / slow_ > 3.0
     assert slow_ < other < fast  # an unseen spelling of the entry gets both systems' anchors
+
+
+def test_batched_corrections_equal_one_query_at_a_time():
+    rng = np.random.default_rng(3)
+    names = ["Intel PVC GPU", "Intel Max 1550", "H100", "A100"]
+    ids = [_identity(names[i % 4], ("llama-2-7b", "mistral-7b")[i % 2]) for i in range(40)]
+    grid = np.log(rng.choice([128.0, 256.0, 1024.0, 2048.0], size=(40, 2)))
+    anchors = Anchors(ids, grid[:, 0], grid[:, 1], rng.normal(size=(40, 3)))
+    queries = [_identity(n, m) for n in names + ["Ponte Vecchio", "B200"]
+               for m in ("llama-2-7b", "mistral-7b", "qwen2-7b")] * 3
+    qi, qo = np.log(rng.uniform(64, 4096, size=(2, len(queries))))
+    one_by_one = np.array([anchors.correction(q, a, b) for q, a, b in zip(queries, qi, qo)])
+    np.testing.assert_allclose(anchors.corrections(queries, qi, qo), one_by_one, rtol=1e-12,
+                               atol=1e-15)
+    assert np.abs(one_by_one).max() > 0 and (one_by_one == 0).all(axis=1).any()

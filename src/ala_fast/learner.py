@@ -158,21 +158,39 @@ class Anchors:
         return {k: total[k] / (count[k] + HARDWARE_PRIOR) for k in total}
 
     def correction(self, identity: tuple[tuple, str], log_ii: float, log_oo: float) -> np.ndarray:
+        return self._group(identity, np.array([log_ii], np.float64),
+                           np.array([log_oo], np.float64))[0]
+
+    def corrections(self, identities: list[tuple[tuple, str]], log_ii: np.ndarray,
+                    log_oo: np.ndarray) -> np.ndarray:
+        """Corrections (rows x 3), one vectorised evaluation per distinct identity."""
+        log_ii = np.asarray(log_ii, np.float64)
+        log_oo = np.asarray(log_oo, np.float64)
+        out = np.zeros((len(identities), 3))
+        groups: dict = {}
+        for i, identity in enumerate(identities):
+            groups.setdefault(identity, []).append(i)
+        for identity, idx in groups.items():
+            idx = np.array(idx)
+            out[idx] = self._group(identity, log_ii[idx], log_oo[idx])
+        return out
+
+    def _group(self, identity: tuple[tuple, str], log_ii: np.ndarray,
+               log_oo: np.ndarray) -> np.ndarray:
+        """Corrections of queries sharing one identity at request shapes (log ii, log oo)."""
         key, spelling = identity
         sib = self.by_spelling.get(identity)
         if sib is None:
             sib = self.by_config.get(key)
         if sib is not None:
             level = sib[2].sum(axis=0) / (len(sib[2]) + CONFIG_PRIOR)
-            w = np.exp(-np.abs(sib[0] - log_ii) - np.abs(sib[1] - log_oo))
-            return level + (w[:, None] * (sib[2] - level)).sum(axis=0) / (w.sum() + SIBLING_PRIOR)
+            w = np.exp(-np.abs(sib[0][None, :] - log_ii[:, None])
+                       - np.abs(sib[1][None, :] - log_oo[:, None]))
+            return level + (w @ (sib[2] - level)) / (w.sum(axis=1) + SIBLING_PRIOR)[:, None]
         hw = self.by_hardware_spelling.get((key[0], spelling))
-        return hw if hw is not None else self.by_hardware.get(key[0], np.zeros(3))
-
-    def corrections(self, identities: list[tuple[tuple, str]], log_ii: np.ndarray,
-                    log_oo: np.ndarray) -> np.ndarray:
-        return np.array([self.correction(k, a, b) for k, a, b in zip(identities, log_ii, log_oo)]
-                        ).reshape(len(identities), 3)
+        if hw is None:
+            hw = self.by_hardware.get(key[0], np.zeros(3))
+        return np.broadcast_to(hw, (log_ii.size, 3))
 
 
 def short_curve_residuals(z_hat: np.ndarray, roof_batch1: np.ndarray, roof_knee: np.ndarray,

@@ -14,6 +14,7 @@ One function serves training, evaluation and prediction alike.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -24,6 +25,8 @@ BLEND = 0.5  # weight of the transferred efficiency against the trees' own answe
 #: log-distance (|log bandwidth ratio| + |log compute ratio|) over which a known device's
 #: weight falls by a factor e
 DEVICE_SCALE = 0.5
+#: known devices weighing less than this share of the heaviest one are left out (renormalised)
+WEIGHT_FLOOR = 0.01
 
 TargetsFn = Callable[[np.ndarray, list], np.ndarray]  # (features, identities) -> targets
 
@@ -37,13 +40,23 @@ def known_devices(hardware_names: Iterable[str]) -> tuple[str, ...]:
     return tuple(first[k] for k in sorted(first))
 
 
-def device_weights(hardware: str, known: Sequence[str]) -> np.ndarray:
+@lru_cache(maxsize=4096)
+def device_weights(hardware: str, known: tuple[str, ...]) -> np.ndarray:
     """Weights (summing to 1) of the known devices for a query on ``hardware``.
 
     Known devices of the query's vendor only, when there are any; each weighted by
-    ``exp(-(|log bw ratio| + |log compute ratio|) / DEVICE_SCALE)``. A device the catalog does
-    not know gets equal weights on every known device.
+    ``exp(-(|log bw ratio| + |log compute ratio|) / DEVICE_SCALE)``, those below
+    ``WEIGHT_FLOOR`` of the heaviest dropped. A device the catalog does not know gets equal
+    weights on every known device. The returned array is shared (cached): do not modify it.
     """
+    w = _device_weights(hardware, known)
+    w[w < WEIGHT_FLOOR * w.max()] = 0.0
+    w /= w.sum()
+    w.setflags(write=False)
+    return w
+
+
+def _device_weights(hardware: str, known: tuple[str, ...]) -> np.ndarray:
     me = resolve_hardware(hardware)
     specs = [resolve_hardware(n) for n in known]
     if me is None:
@@ -74,15 +87,24 @@ def blend_unseen_hardware(z: np.ndarray, configs: Sequence[tuple], ii: np.ndarra
     query as given; ``targets`` maps a feature matrix and identities to anchored targets.
     """
     z = np.array(z, np.float64, copy=True)
-    rows = unseen_rows([c[0] for c in configs], known) if len(known) else np.zeros(0, np.int64)
+    known = tuple(known)
+    rows = unseen_rows([c[0] for c in configs], known) if known else np.zeros(0, np.int64)
     if rows.size == 0:
         return z
-    k = len(known)
-    swapped = [(name, *configs[i][1:]) for i in rows for name in known]
+    # one (query, known device) pair per device with weight, evaluated in one batch
+    pair_row, pair_weight, swapped = [], [], []
+    for r, i in enumerate(rows):
+        w = device_weights(configs[i][0], known)
+        for j in np.flatnonzero(w):
+            pair_row.append(r)
+            pair_weight.append(w[j])
+            swapped.append((known[j], *configs[i][1:]))
+    pair_row = np.array(pair_row, np.int64)
     cfg = config_matrix(*zip(*swapped))
-    x = build_features(cfg, np.repeat(np.asarray(ii, np.float64)[rows], k),
-                       np.repeat(np.asarray(oo, np.float64)[rows], k))
-    borrowed = targets(x, [config_identity(*c) for c in swapped]).reshape(rows.size, k, 3)
-    weights = np.array([device_weights(configs[i][0], known) for i in rows])
-    z[rows] = (1 - BLEND) * z[rows] + BLEND * np.einsum("rk,rkt->rt", weights, borrowed)
+    x = build_features(cfg, np.asarray(ii, np.float64)[rows][pair_row],
+                       np.asarray(oo, np.float64)[rows][pair_row])
+    borrowed_pairs = targets(x, [config_identity(*c) for c in swapped])
+    borrowed = np.zeros((rows.size, 3))
+    np.add.at(borrowed, pair_row, np.array(pair_weight)[:, None] * borrowed_pairs)
+    z[rows] = (1 - BLEND) * z[rows] + BLEND * borrowed
     return z
