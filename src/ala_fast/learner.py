@@ -161,6 +161,10 @@ class Anchors:
         return self._group(identity, np.array([log_ii], np.float64),
                            np.array([log_oo], np.float64))[0]
 
+    def for_features(self, identities: list[tuple[tuple, str]], x: np.ndarray) -> np.ndarray:
+        """Corrections for curves given by features (columns 0 and 1 are ii and oo)."""
+        return self.corrections(identities, np.log(x[:, 0]), np.log(x[:, 1]))
+
     def corrections(self, identities: list[tuple[tuple, str]], log_ii: np.ndarray,
                     log_oo: np.ndarray) -> np.ndarray:
         """Corrections (rows x 3), one vectorised evaluation per distinct identity."""
@@ -242,8 +246,7 @@ class LearnedParams:
     def anchored_targets(self, x: np.ndarray, identities: list[tuple[tuple, str]]) -> np.ndarray:
         from .augment import predict_sklearn
 
-        z = predict_sklearn(self.models, x)
-        return z + self.anchors.corrections(identities, np.log(x[:, 0]), np.log(x[:, 1]))
+        return predict_sklearn(self.models, x) + self.anchors.for_features(identities, x)
 
     def predict_targets(self, x: np.ndarray, configs: list[tuple]) -> np.ndarray:
         """Targets for curves given by features and raw configuration tuples (hardware,

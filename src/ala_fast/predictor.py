@@ -24,7 +24,7 @@ from .curves import evaluate as eval_curve
 from .errors import BundleError, SchemaError, ValidationError
 from .features import FEATURE_NAMES, build_features, config_matrix, roofline_batch1_knee
 from .grouping import group_codes
-from .learner import Anchors
+from .learner import Anchors, curve_identities
 from .onnx_trees import PARALLEL_ROWS, OrtModel, tree_arrays
 from .schema import BATCH_KINDS, CURVE_KEY, validate
 from .targets import T1_FLOOR, TARGET_NAMES, targets_to_params
@@ -203,9 +203,7 @@ class Predictor:
         self._ort_lock = threading.Lock()
         curves = ipc_to_table(files[CURVES_FILE])
         self.curves = curves
-        identities = [config_identity(*row) for row in zip(*(
-            curves.column(c).to_pylist() for c in ("hardware", "num_devices", "framework",
-                                                   "model", "precision", "batch_kind")))]
+        identities = curve_identities(curves)
         configs = [key for key, _ in identities]
         ii = curves.column("input_tokens").to_numpy()
         oo = curves.column("output_tokens").to_numpy()
@@ -353,8 +351,7 @@ class Predictor:
         learn = np.flatnonzero(~fitted)
         if learn.size:
             def anchored(xx: np.ndarray, ids: list) -> np.ndarray:
-                return self.raw_targets(xx, engine) + self._anchors.corrections(
-                    ids, np.log(xx[:, 0]), np.log(xx[:, 1]))
+                return self.raw_targets(xx, engine) + self._anchors.for_features(ids, xx)
 
             z = blend_unseen_hardware(anchored(x[learn], [identities[i] for i in learn]),
                                       [configs_raw[i] for i in learn], ii[learn], oo[learn],
