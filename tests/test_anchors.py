@@ -56,6 +56,17 @@ def test_anchor_correction_is_config_level_plus_shape_local():
     np.testing.assert_array_equal(anchors.correction(_identity("H100", "mistral-7b"), *q), 0.0)
 
 
+def test_benchmarked_knows_a_configuration_by_spelling_or_entry():
+    ids = [_identity("Intel PVC GPU")] * 2 + [_identity("H100")]
+    anchors = Anchors(ids, np.zeros(3), np.zeros(3), np.zeros((3, 3)))
+    assert anchors.benchmarked(_identity("Intel PVC GPU"))
+    assert anchors.benchmarked(_identity("Ponte Vecchio"))  # same catalog entry
+    assert anchors.benchmarked_config(("H100 80GB HBM3", 1, "vllm", "llama-2-7b", "fp16", "static"))
+    assert not anchors.benchmarked(_identity("H100", "mistral-7b"))
+    assert not anchors.benchmarked_config(("H100", 2, "vllm", "llama-2-7b", "fp16", "static"))
+    assert not anchors.benchmarked(_identity("A100"))
+
+
 def test_many_equal_siblings_give_their_residual():
     ids = [_identity("H100")] * 200
     grid = np.log(np.geomspace(64, 8192, 200))

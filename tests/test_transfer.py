@@ -43,6 +43,22 @@ def test_device_weights_by_hand():
     np.testing.assert_allclose(device_weights("never-seen-accelerator", KNOWN), 0.25)
 
 
+def test_device_weights_keep_devices_where_the_configuration_was_benchmarked():
+    closeness = device_weights("H200", KNOWN)
+    # benchmarked on A100 only: A100 alone lends its efficiency, although H100 is closer
+    np.testing.assert_array_equal(device_weights("H200", KNOWN, (True, False, False, False)),
+                                  [1.0, 0.0, 0.0, 0.0])
+    # on both NVIDIA devices: their closeness weights, as without flags
+    np.testing.assert_allclose(device_weights("H200", KNOWN, (True, True, False, False)),
+                               closeness, rtol=1e-12)
+    # nowhere, or only on other vendors' devices: no evidence, closeness as without flags
+    for flags in ((False,) * 4, (False, False, True, True)):
+        np.testing.assert_allclose(device_weights("H200", KNOWN, flags), closeness, rtol=1e-12)
+    # the floor applies to the flagged devices' weights
+    w = device_weights("SN40L", KNOWN, (False, True, True, False))
+    assert w[0] == w[3] == 0 and w.sum() == pytest.approx(1.0)
+
+
 def test_blend_matches_a_loop_over_devices():
     rng = np.random.default_rng(0)
     coef = rng.normal(size=(len(build_features(config_matrix(["A100"], [1], ["vllm"], ["llama-2-7b"],
@@ -60,18 +76,30 @@ def test_blend_matches_a_loop_over_devices():
     cfg = config_matrix(*zip(*configs))
     x = build_features(cfg, ii, oo)
     z0 = targets(x, [config_identity(*c) for c in configs])
-    got = blend_unseen_hardware(z0, configs, ii, oo, KNOWN, targets)
+    benchmarked = {("A100", *configs[0][1:]), ("MI300X", *configs[2][1:])}
+    results = []
+    for flag in (None, benchmarked.__contains__):
+        got = blend_unseen_hardware(z0, configs, ii, oo, KNOWN, targets, flag)
+        np.testing.assert_array_equal(got[1], z0[1])  # known hardware: untouched
+        for i in (0, 2):
+            flags = None if flag is None else tuple(flag((d, *configs[i][1:])) for d in KNOWN)
+            _check_blend(got[i], z0[i], configs[i], ii[i:i + 1], oo[i:i + 1], targets,
+                         device_weights(configs[i][0], KNOWN, flags))
+        results.append(got)
+    # with evidence the H200 row borrows from A100 alone (H100 would weigh more otherwise)
+    assert not np.allclose(results[0][0], results[1][0])
     np.testing.assert_array_equal(unseen_rows([c[0] for c in configs], KNOWN), [0, 2])
-    np.testing.assert_array_equal(got[1], z0[1])  # known hardware: untouched
-    for i in (0, 2):
-        w = device_weights(configs[i][0], KNOWN)
-        borrowed = np.zeros(3)
-        for name, wk in zip(KNOWN, w):
-            c = (name, *configs[i][1:])
-            xk = build_features(config_matrix(*zip(c)), ii[i:i + 1], oo[i:i + 1])
-            borrowed += wk * targets(xk, [config_identity(*c)])[0]
-        np.testing.assert_allclose(got[i], (1 - BLEND) * z0[i] + BLEND * borrowed, rtol=1e-12)
     np.testing.assert_array_equal(blend_unseen_hardware(z0, configs, ii, oo, (), targets), z0)
+
+
+def _check_blend(got, own, config, ii, oo, targets, w):
+    """``got`` is the blend of ``own`` with the weighted targets of ``config`` on each device."""
+    borrowed = np.zeros(3)
+    for name, wk in zip(KNOWN, w):
+        c = (name, *config[1:])
+        xk = build_features(config_matrix(*zip(c)), ii, oo)
+        borrowed += wk * targets(xk, [config_identity(*c)])[0]
+    np.testing.assert_allclose(got, (1 - BLEND) * own + BLEND * borrowed, rtol=1e-12)
 
 
 def test_predictor_blends_unseen_hardware_like_the_training_code(trtllm):
@@ -89,7 +117,9 @@ def test_predictor_blends_unseen_hardware_like_the_training_code(trtllm):
 
     x = build_features(config_matrix(*zip(config)), ii, oo)
     own = anchored(x, [config_identity(*config)])[0]
-    w = device_weights("H200", predictor._devices)
+    flags = tuple(predictor._anchors.benchmarked_config((name, *config[1:]))
+                  for name in predictor._devices)
+    w = device_weights("H200", predictor._devices, flags)
     borrowed = sum(wk * anchored(build_features(config_matrix(*zip((name, *config[1:]))), ii, oo),
                                  [config_identity(name, *config[1:])])[0]
                    for name, wk in zip(predictor._devices, w))

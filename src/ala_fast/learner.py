@@ -157,6 +157,17 @@ class Anchors:
             count[key] = count.get(key, 0) + 1
         return {k: total[k] / (count[k] + HARDWARE_PRIOR) for k in total}
 
+    def benchmarked(self, identity: tuple[tuple, str]) -> bool:
+        """Does this configuration have anchoring curves (under its spelling or its entry)?"""
+        return identity in self.by_spelling or identity[0] in self.by_config
+
+    def benchmarked_config(self, config: tuple) -> bool:
+        """:meth:`benchmarked` of a raw (hardware, num_devices, framework, model, precision,
+        batch_kind) tuple."""
+        from .catalog import config_identity
+
+        return self.benchmarked(config_identity(*config))
+
     def correction(self, identity: tuple[tuple, str], log_ii: float, log_oo: float) -> np.ndarray:
         return self._group(identity, np.array([log_ii], np.float64),
                            np.array([log_oo], np.float64))[0]
@@ -257,7 +268,7 @@ class LearnedParams:
 
         z = self.anchored_targets(x, [config_identity(*c) for c in configs])
         return blend_unseen_hardware(z, configs, x[:, 0], x[:, 1], self.devices,
-                                     self.anchored_targets)
+                                     self.anchored_targets, self.anchors.benchmarked_config)
 
 
 def fit_learned(curves: CurveSet, known: np.ndarray, seed: int, boosting=None) -> LearnedParams:

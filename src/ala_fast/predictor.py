@@ -355,7 +355,7 @@ class Predictor:
 
             z = blend_unseen_hardware(anchored(x[learn], [identities[i] for i in learn]),
                                       [configs_raw[i] for i in learn], ii[learn], oo[learn],
-                                      self._devices, anchored)
+                                      self._devices, anchored, self._anchors.benchmarked_config)
             b1, knee = roofline_batch1_knee(x[learn])
             a[learn], b[learn], c[learn] = targets_to_params(z, b1, knee)
         sim = similarity_features(self._scaler.transform(x), self._reference, configs,

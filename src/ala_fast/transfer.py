@@ -8,7 +8,10 @@ answer: same vendor (same software stack) and close in memory bandwidth and peak
 
 A query on unseen hardware therefore gets the equal-weight blend, in target space, of the trees
 (anchored as usual) and that transferred efficiency, both applied to the new device's roofline.
-One function serves training, evaluation and prediction alike.
+Only devices on which the query's configuration (device count, framework, model, precision,
+batch kind) was benchmarked lend it their efficiency when there are any: elsewhere the
+"borrowed" value would be the trees' extrapolation again, not evidence. One function serves
+training, evaluation and prediction alike.
 """
 
 from __future__ import annotations
@@ -41,15 +44,23 @@ def known_devices(hardware_names: Iterable[str]) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=4096)
-def device_weights(hardware: str, known: tuple[str, ...]) -> np.ndarray:
+def device_weights(hardware: str, known: tuple[str, ...],
+                   benchmarked: tuple[bool, ...] | None = None) -> np.ndarray:
     """Weights (summing to 1) of the known devices for a query on ``hardware``.
 
     Known devices of the query's vendor only, when there are any; each weighted by
-    ``exp(-(|log bw ratio| + |log compute ratio|) / DEVICE_SCALE)``, those below
-    ``WEIGHT_FLOOR`` of the heaviest dropped. A device the catalog does not know gets equal
-    weights on every known device. The returned array is shared (cached): do not modify it.
+    ``exp(-(|log bw ratio| + |log compute ratio|) / DEVICE_SCALE)``. ``benchmarked`` (one flag
+    per known device: was the query's configuration benchmarked there?) keeps only the flagged
+    devices when any of them has weight. Devices below ``WEIGHT_FLOOR`` of the heaviest are
+    dropped. A device the catalog does not know gets equal weights on every known device. The
+    returned array is shared (cached): do not modify it.
     """
     w = _device_weights(hardware, known)
+    if benchmarked is not None:
+        evidence = w * np.asarray(benchmarked, bool)
+        if evidence.any():
+            w = evidence
+    w = w / w.sum()
     w[w < WEIGHT_FLOOR * w.max()] = 0.0
     w /= w.sum()
     w.setflags(write=False)
@@ -80,11 +91,14 @@ def unseen_rows(hardware: Sequence[str], known: Sequence[str]) -> np.ndarray:
 
 
 def blend_unseen_hardware(z: np.ndarray, configs: Sequence[tuple], ii: np.ndarray,
-                          oo: np.ndarray, known: Sequence[str], targets: TargetsFn) -> np.ndarray:
+                          oo: np.ndarray, known: Sequence[str], targets: TargetsFn,
+                          benchmarked: Callable[[tuple], bool] | None = None) -> np.ndarray:
     """Targets ``z`` (rows x 3, one row per query) with the rows on unseen hardware blended.
 
     ``configs`` holds (hardware, num_devices, framework, model, precision, batch_kind) per
-    query as given; ``targets`` maps a feature matrix and identities to anchored targets.
+    query as given; ``targets`` maps a feature matrix and identities to anchored targets;
+    ``benchmarked`` tells whether a configuration (a known device swapped in) has benchmarked
+    curves (see :func:`device_weights`; None: every device counts).
     """
     z = np.array(z, np.float64, copy=True)
     known = tuple(known)
@@ -93,8 +107,15 @@ def blend_unseen_hardware(z: np.ndarray, configs: Sequence[tuple], ii: np.ndarra
         return z
     # one (query, known device) pair per device with weight, evaluated in one batch
     pair_row, pair_weight, swapped = [], [], []
+    evidence: dict[tuple, tuple[bool, ...]] = {}  # configuration without hardware -> flags
     for r, i in enumerate(rows):
-        w = device_weights(configs[i][0], known)
+        flags = None
+        if benchmarked is not None:
+            rest = tuple(configs[i][1:])
+            flags = evidence.get(rest)
+            if flags is None:
+                flags = evidence[rest] = tuple(bool(benchmarked((d, *rest))) for d in known)
+        w = device_weights(configs[i][0], known, flags)
         for j in np.flatnonzero(w):
             pair_row.append(r)
             pair_weight.append(w[j])
