@@ -110,12 +110,16 @@ def test_conformal_quantile():
 
 def test_level_quantiles_are_per_level_with_pooled_fallback():
     scores = np.concatenate([np.arange(1, 101.0), 10 * np.arange(1, 101.0), np.array([5.0] * 3)])
-    levels = np.repeat([2, 0, 1], [100, 100, 3])
+    levels = np.repeat([3, 0, 2], [100, 100, 3])
     q = level_quantiles(scores, levels, 0.9)
-    assert q[2] == 91.0 and q[0] == 910.0  # each level its own split-conformal quantile
-    assert q[1] == conformal_quantile(scores, 0.9)  # 3 scores cannot give 90%: pooled
+    assert q[3] == 91.0 and q[0] == 910.0  # each level its own split-conformal quantile
+    assert q[2] == conformal_quantile(scores, 0.9)  # 3 scores cannot give 90%: pooled
+    assert q[1] == q[0]  # the unseen-hardware levels stand in for each other
     np.testing.assert_array_equal(level_quantiles(scores, None, 0.9),
-                                  np.full(3, conformal_quantile(scores, 0.9)))
+                                  np.full(4, conformal_quantile(scores, 0.9)))
+    # a bundle of three levels (before the peer level): plain per-level quantiles
+    q3 = level_quantiles(scores, np.repeat([2, 0, 1], [100, 100, 3]), 0.9, n_levels=3)
+    np.testing.assert_array_equal(q3, [910.0, conformal_quantile(scores, 0.9), 91.0])
 
 
 @pytest.mark.parametrize("n_units", [1, 3, 9])
@@ -188,7 +192,8 @@ def test_unseen_hardware_uses_its_own_calibration(predictor):
     from ala_fast.uncertainty import LEVEL_COLUMN
 
     cal = predictor.manifest["metrics"]["calibration_q90"]
-    assert set(cal) == {"unseen_hardware", "unseen_configuration", "known_configuration"}
+    assert set(cal) == {"unseen_hardware", "unseen_hardware_peer_benchmarked",
+                        "unseen_configuration", "known_configuration"}
     new_hw = predictor.predict(workload(hardware="MI300X", input_tokens=300)).to_pylist()[0]
     one = predictor.predict_one("MI300X", 1, "trt-llm", "llama-2-7b", "fp16", 300, 128, 16)
     assert one.lower == pytest.approx(new_hw["lower"]) and one.upper == pytest.approx(new_hw["upper"])
@@ -203,6 +208,94 @@ def test_unseen_hardware_uses_its_own_calibration(predictor):
                                np.array([300.0]), np.array([128.0])).err_x, np.array([16.0]))[0]
     assert np.log(known["upper"] / known["throughput"]) == pytest.approx(
         cal["known_configuration"] * sigma, rel=1e-6)
+
+
+def test_novelty_levels():
+    from ala_fast.catalog import config_key
+    from ala_fast.uncertainty import LEVELS, config_counts, novelty_level
+
+    known = config_counts([config_key("H100", 1, "vllm", "llama-2-7b", "fp16"),
+                           config_key("MI300X", 2, "vllm", "mistral-7b", "fp16")])
+
+    def level(*c):
+        return LEVELS[novelty_level(config_key(*c), known)]
+
+    assert level("H100 80GB HBM3", 1, "vllm", "llama-2-7b", "fp16") == "known_configuration"
+    assert level("H100", 2, "vllm", "llama-2-7b", "fp16") == "unseen_configuration"
+    # H200 is unseen; the configuration was benchmarked on H100, same vendor
+    assert level("H200", 1, "vllm", "llama-2-7b", "fp16") == "unseen_hardware_peer_benchmarked"
+    assert level("MI325X", 2, "vllm", "mistral-7b", "fp16") == "unseen_hardware_peer_benchmarked"
+    # benchmarked only on another vendor's device, or not at all, or hardware nobody knows
+    assert level("MI325X", 1, "vllm", "llama-2-7b", "fp16") == "unseen_hardware"
+    assert level("H200", 1, "vllm", "llama-2-7b", "fp8") == "unseen_hardware"
+    assert level("some-new-asic", 1, "vllm", "llama-2-7b", "fp16") == "unseen_hardware"
+
+
+def test_unseen_hardware_levels_stand_in_for_each_other():
+    from ala_fast.uncertainty import LEVELS
+
+    rng = np.random.default_rng(3)
+    scores = {0: rng.uniform(0, 1, 40), 1: rng.uniform(0, 3, 40), 2: rng.uniform(0, 2, 40),
+              3: rng.uniform(0, 1, 40)}
+
+    def quantiles(keep):
+        s = np.concatenate([scores[k] for k in keep])
+        lv = np.concatenate([np.full(scores[k].size, k) for k in keep])
+        return level_quantiles(s, lv, 0.9), s
+
+    q, _ = quantiles([0, 1, 2, 3])
+    own = [conformal_quantile(scores[k], 0.9) for k in range(len(LEVELS))]
+    # no peer evidence is never narrower than peer evidence
+    assert q[0] == max(own[0], own[1]) and q[1] == own[1] and list(q[2:]) == own[2:]
+    q, _ = quantiles([1, 2, 3])  # no score without a peer: both use the peer level's
+    assert q[0] == q[1] == own[1]
+    q, _ = quantiles([0, 2, 3])
+    assert q[0] == q[1] == own[0]
+    q, s = quantiles([2, 3])  # no unseen-hardware score at all: every score
+    assert q[0] == q[1] == conformal_quantile(s, 0.9)
+
+
+def test_peer_benchmarked_hardware_gets_its_level(predictor):
+    from ala_fast.uncertainty import LEVELS, LEVEL_COLUMN, UNSEEN_HARDWARE, UNSEEN_HARDWARE_PEER
+
+    cal = predictor.manifest["metrics"]["calibration_q90"]
+    assert cal["unseen_hardware"] >= cal["unseen_hardware_peer_benchmarked"]
+    configs = [("H200", 1, "trt-llm", "llama-2-7b", "fp16", "static"),
+               ("MI300X", 1, "trt-llm", "llama-2-7b", "fp16", "static")]
+    block = predictor._curve_block(configs, np.array([300.0] * 2), np.array([128.0] * 2))
+    assert list(block.err_x[:, LEVEL_COLUMN]) == [UNSEEN_HARDWARE_PEER, UNSEEN_HARDWARE]
+    for (hw, *_), name in zip(configs, (LEVELS[UNSEEN_HARDWARE_PEER], LEVELS[UNSEEN_HARDWARE])):
+        r = predictor.predict(workload(hardware=hw, input_tokens=300)).to_pylist()[0]
+        assert np.log(r["upper"] / r["throughput"]) == pytest.approx(cal[name], rel=1e-6)
+        one = predictor.predict_one(hw, 1, "trt-llm", "llama-2-7b", "fp16", 300, 128, 16)
+        assert one.upper == pytest.approx(r["upper"]) and one.lower == pytest.approx(r["lower"])
+
+
+def test_bundle_of_three_levels_maps_the_peer_level_to_unseen_hardware(predictor):
+    """Bundles from before the peer level: three levels, their codes in the error features."""
+    import copy
+
+    from ala_fast.bundle import ipc_to_table, table_to_ipc
+    from ala_fast.predictor import CALIBRATION_FILE, Predictor
+    from ala_fast.uncertainty import LEVEL_COLUMN
+
+    manifest = copy.deepcopy(predictor.manifest)
+    manifest["uncertainty"]["normalised_scores"] = {
+        "unseen_hardware": False, "unseen_configuration": True, "known_configuration": True}
+    files = dict(predictor._files)
+    cal = ipc_to_table(files[CALIBRATION_FILE])
+    old_level = np.array([0, 0, 1, 2], np.int8)[cal.column("level").to_numpy()]
+    files[CALIBRATION_FILE] = table_to_ipc(pa.table({"score": cal.column("score"),
+                                                     "level": pa.array(old_level)}))
+    old = Predictor(manifest, files)
+    configs = [("H200", 1, "trt-llm", "llama-2-7b", "fp16", "static"),
+               ("MI300X", 1, "trt-llm", "llama-2-7b", "fp16", "static"),
+               ("H100", 1, "trt-llm", "llama-2-7b", "fp16", "static")]
+    block = old._curve_block(configs, np.array([300.0] * 3), np.array([128.0] * 3))
+    assert list(block.err_x[:, LEVEL_COLUMN]) == [0, 0, 2]
+    q0 = conformal_quantile(cal.column("score").to_numpy()[old_level == 0], 0.9)
+    r = old.predict(workload(hardware="H200", input_tokens=300)).to_pylist()[0]
+    assert np.log(r["upper"] / r["throughput"]) == pytest.approx(q0, rel=1e-6)
 
 
 def test_bundle_without_levels_keeps_one_sigma_scaled_quantile(predictor):
@@ -240,19 +333,19 @@ def test_coverage_is_chosen_at_load_time(predictor, tmp_path):
 
 
 def test_similarity_features_match_brute_force():
-    from ala_fast.uncertainty import similarity_features
+    from ala_fast.uncertainty import config_counts, similarity_features
 
     rng = np.random.default_rng(4)
     ref, q = rng.normal(size=(200, 6)), rng.normal(size=(30, 6))
     q[0] = ref[5]
     configs = [("H100", 1, "vllm", "m", "fp16", "static")] * 30
-    sim = similarity_features(q, ref, configs, {configs[0]: 3}, {"H100"})
+    sim = similarity_features(q, ref, configs, config_counts([configs[0]] * 3))
     d, _ = knn_brute(q, ref, 5, "euclidean")
     dc, _ = knn_brute(q, ref, 1, "cosine")
     np.testing.assert_allclose(sim[:, 0], d[:, 0], atol=1e-12)
     np.testing.assert_allclose(sim[:, 1], d.mean(axis=1), atol=1e-12)
     np.testing.assert_allclose(sim[:, 2], dc[:, 0], atol=1e-12)
-    assert sim[0, 0] == 0.0 and (sim[:, 3] == 2).all() and (sim[:, 4] == 3).all()
+    assert sim[0, 0] == 0.0 and (sim[:, 3] == 3).all() and (sim[:, 4] == 3).all()
 
 
 def test_predictor_benchmark_next_picks_far_curves_and_helps():
@@ -291,3 +384,25 @@ def test_predictor_benchmark_next_picks_far_curves_and_helps():
     assert np.mean(after) == pytest.approx(meta["mean_distance_after"], rel=1e-6)  # incremental sums
     with pytest.raises(ala_fast.ValidationError, match="k"):
         p.benchmark_next(cand, 0)
+
+
+def test_error_samples_do_not_depend_on_the_number_of_workers(trtllm):
+    """Hold-out rounds run in worker processes give exactly the serial samples."""
+    from ala_fast.curves import fit_curves
+    from ala_fast.grouping import group_codes
+    from ala_fast.learner import curve_set, trainable
+    from ala_fast.schema import CURVE_KEY
+    from ala_fast.uncertainty import error_samples
+
+    mask = pa.compute.is_in(trtllm.column("hardware"), pa.array(["H100 NVL", "L40"]))
+    table = concat_tables([trtllm.filter(mask)])
+    curves = curve_set(fit_curves(table))
+    codes, _ = group_codes(table, CURVE_KEY)
+    rows = (codes, table.column("batch_size").to_numpy().astype(np.float64),
+            table.column("throughput").to_numpy())
+    idx = trainable(curves)
+    serial = error_samples(curves, rows, idx, seed=3)
+    parallel = error_samples(curves, rows, idx, seed=3, n_jobs=2)
+    assert serial.curve.size > 50 and np.unique(serial.round_id).size > 5
+    for name in ("curve", "round_id", "x", "row_curve", "row_log_ratio", "row_batch"):
+        np.testing.assert_array_equal(getattr(parallel, name), getattr(serial, name), err_msg=name)

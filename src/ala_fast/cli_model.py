@@ -13,7 +13,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .training import train
 
     table = _read_many(args.data, args.source)
-    predictor = train(table, seed=args.seed, loss=args.loss)
+    predictor = train(table, seed=args.seed, loss=args.loss, n_jobs=args.jobs)
     path = predictor.save(args.out)
     t = predictor.manifest["training"]
     short = t["curves_anchoring"] - t["curves_trained"]
@@ -117,7 +117,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         results = run_all(args.data, protocols=args.protocol,
                           methods=tuple(args.methods.split(",")), seed=args.seed,
                           source=args.source, progress=args.progress,
-                          uncertainty=not args.no_uncertainty)
+                          uncertainty=not args.no_uncertainty, n_jobs=args.jobs)
     text = to_json(results) if args.format == "json" else markdown(results)
     if args.out:
         Path(args.out).write_text(text)
@@ -134,7 +134,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     page = build_report(args.data, args.out, protocols=args.protocol, bundle=args.bundle,
                         seed=args.seed, sample=args.sample, source=args.source,
-                        progress=args.progress, methods=tuple(args.methods.split(",")))
+                        progress=args.progress, methods=tuple(args.methods.split(",")),
+                        n_jobs=args.jobs)
     print(f"report written to {page}")
     return 0
 
@@ -191,6 +192,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--loss", choices=LOSSES, default=DEFAULT_LOSS)
     p.add_argument("--source", default=None)
+    p.add_argument("--jobs", type=int, default=-1,
+                   help="worker processes for the hold-out rounds (default -1: every core; "
+                        "the result does not depend on it)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="predict one workload (flags) or a table (INPUT --out)")
@@ -228,6 +232,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--source", default=None)
     p.add_argument("--progress", action="store_true")
+    p.add_argument("--jobs", type=int, default=-1,
+                   help="worker processes for the hold-out rounds (default -1: every core; "
+                        "the result does not depend on it)")
     p.add_argument("--no-uncertainty", action="store_true",
                    help="skip the interval / expected-APE evaluation (much faster)")
     p.set_defaults(func=cmd_evaluate)
@@ -240,6 +247,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bundle", default=None,
                    help="model for the benchmarked curves ('default': the shipped one; "
                         "by default one is trained on DATA)")
+    p.add_argument("--jobs", type=int, default=-1,
+                   help="worker processes for the hold-out rounds (default -1: every core; "
+                        "the result does not depend on it)")
     p.add_argument("--sample", type=int, default=4, help="configurations in the curve figure")
     p.add_argument("--methods", default="ala_fast,published,direct_gbr,nn_params")
     p.add_argument("--seed", type=int, default=0)

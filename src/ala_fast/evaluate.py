@@ -67,7 +67,8 @@ def protocol_p2(table: pa.Table, loss: str = DEFAULT_LOSS) -> dict:
 def run_all(paths: list[str], protocols: list[str] | None = None,
             methods: tuple[str, ...] = ("ala_fast", "published", "direct_gbr", "nn_params"),
             seed: int = 0, source: str | None = None, progress: bool = False,
-            uncertainty: bool = True, keep_rows: bool = False) -> list[dict]:
+            uncertainty: bool = True, keep_rows: bool = False,
+            n_jobs: int | None = 1) -> list[dict]:
     """Every requested protocol on every file (one data source each); JSON-ready results.
 
     ``keep_rows``: keep each P1/P3 result's per-row arrays under ``"_rows"`` (actual, per
@@ -98,7 +99,7 @@ def run_all(paths: list[str], protocols: list[str] | None = None,
             else:
                 by = "model" if proto == "P3-model" else "hardware"
                 r = run_protocol(table, proto[:2], seed=seed, methods=methods, by=by,
-                                 progress=progress, uncertainty=uncertainty)
+                                 progress=progress, uncertainty=uncertainty, n_jobs=n_jobs)
                 if keep_rows:
                     r["_rows"]["table"] = table
                 else:

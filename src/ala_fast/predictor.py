@@ -29,9 +29,11 @@ from .onnx_trees import PARALLEL_ROWS, OrtModel, tree_arrays
 from .schema import BATCH_KINDS, CURVE_KEY, validate
 from .targets import T1_FLOOR, TARGET_NAMES, targets_to_params
 from .uncertainty import (
-    ERROR_FEATURE_NAMES, LEVEL_COLUMN, LEVELS, Scaler, confidence, config_counts,
-    expected_ape, half_width, level_quantiles, similarity_features,
+    ERROR_FEATURE_NAMES, LEVEL_COLUMN, LEVELS, SIM_FEATURES, UNSEEN_HARDWARE, Scaler,
+    confidence, config_counts, expected_ape, half_width, level_quantiles, similarity_features,
 )
+
+SIM_LEVEL = SIM_FEATURES.index("anchor_level")
 
 PARAMS_ONNX = "params.onnx"
 CURVES_FILE = "curves.arrow"
@@ -247,7 +249,7 @@ class Predictor:
         from ._kernels.neighbors import reference_norms
 
         self._reference_norms = reference_norms(self._reference)
-        self._ref_counts, self._ref_hardware = config_counts([configs[k] for k in tr])
+        self._known_configs = config_counts([configs[k] for k in tr])
         self._distance_scale = float(u["distance_scale"])
         self._sigma_floor = float(u["sigma_floor"])
         calibration = ipc_to_table(files[CALIBRATION_FILE])
@@ -256,7 +258,12 @@ class Predictor:
                               if "level" in calibration.column_names else None)
         # bundles from before the per-level calibration normalised every score by sigma
         flags = u.get("normalised_scores", {})
-        self._normalised = tuple(bool(flags.get(name, True)) for name in LEVELS)
+        # the bundle's novelty levels (three before the peer-benchmarked level): each level of
+        # LEVELS maps to the bundle's code, the peer level to plain unseen hardware
+        names = list(flags) or list(LEVELS)
+        self._level_code = np.array([names.index(n if n in names else LEVELS[UNSEEN_HARDWARE])
+                                     for n in LEVELS], np.float64)
+        self._normalised = tuple(bool(flags.get(name, True)) for name in names)
         self._state_cache: dict[tuple, _CurveState] = {}
         self.set_coverage(coverage)
 
@@ -264,7 +271,7 @@ class Predictor:
         """Choose the interval coverage (for instance 0.9 for a 90% interval)."""
         if not 0.0 < coverage < 1.0:
             raise ValueError(f"coverage must be in (0, 1), got {coverage}")
-        q = level_quantiles(self._scores, self._score_levels, coverage)
+        q = level_quantiles(self._scores, self._score_levels, coverage, len(self._normalised))
         if not np.all(np.isfinite(q)):
             raise ValueError(f"coverage {coverage} needs more calibration rows than the "
                              f"bundle has ({self._scores.size})")
@@ -359,7 +366,8 @@ class Predictor:
             b1, knee = roofline_batch1_knee(x[learn])
             a[learn], b[learn], c[learn] = targets_to_params(z, b1, knee)
         sim = similarity_features(self._scaler.transform(x), self._reference, configs,
-                                  self._ref_counts, self._ref_hardware, self._reference_norms)
+                                  self._known_configs, self._reference_norms)
+        sim[:, SIM_LEVEL] = self._level_code[sim[:, SIM_LEVEL].astype(np.int64)]
         conf = np.where(fitted, 1.0, confidence(sim[:, 0], self._distance_scale))
         return _CurveBlock(a, b, c, fitted, env, lo_b, hi_b, np.column_stack([x, sim]), conf)
 

@@ -110,7 +110,7 @@ def method_published(curves: CurveSet, train: np.ndarray, test: np.ndarray, seed
 
 
 def _fold_uncertainty(curves: CurveSet, rows_data, train, known, test, rows, pos, pred, seed,
-                      coverage):
+                      coverage, n_jobs=1):
     """Interval and expected APE for the held-out rows, from the fold's known curves only
     (``train``: those the trees learn from; ``known``: those plus the short anchoring curves)."""
     from .augment import predict_sklearn
@@ -119,12 +119,11 @@ def _fold_uncertainty(curves: CurveSet, rows_data, train, known, test, rows, pos
         interval, level_quantiles, similarity_features,
     )
 
-    unc = fit_uncertainty(curves, rows_data, train, seed, known=known)
+    unc = fit_uncertainty(curves, rows_data, train, seed, known=known, n_jobs=n_jobs)
     configs = curve_config_keys(curves.keys)
-    counts, hw = config_counts([configs[i] for i in train])
     sim = similarity_features(unc.scaler.transform(curves.x[test]),
                               unc.scaler.transform(curves.x[train]),
-                              [configs[i] for i in test], counts, hw)
+                              [configs[i] for i in test], config_counts([configs[i] for i in train]))
     bb = rows_data[1][rows]
     ex = np.column_stack([curves.x[test][pos], sim[pos], np.log(bb)])
     sigma = np.maximum(np.exp(predict_sklearn(unc.error_models, ex)[:, 0]), SIGMA_FLOOR)
@@ -151,13 +150,15 @@ def run_protocol(
     progress: bool | None = None,
     uncertainty: bool = False,
     coverage: float = 0.9,
+    n_jobs: int | None = 1,
 ) -> dict:
     """Run P1 or P3 on a canonical table; returns metrics per method plus row-level arrays.
 
     With ``uncertainty=True`` every fold also fits the uncertainty model on its training curves
     only (hold-out rounds, error predictor, conformal calibration) and the ``ala_fast`` entry
     reports the empirical coverage and mean relative width of the interval at ``coverage`` and
-    the rank correlation of expected and actual APE on the held-out rows.
+    the rank correlation of expected and actual APE on the held-out rows. ``n_jobs`` worker
+    processes run the uncertainty's hold-out rounds (same result for any value).
     """
     from .augment import fit_boosted, predict_sklearn
 
@@ -208,7 +209,7 @@ def run_protocol(
         if uncertainty and "ala_fast" in methods:
             lo, hi, eape, sigma, level, calibration[f] = _fold_uncertainty(
                 curves, (codes, bb, y), train, known, test, rows, pos, preds["ala_fast"][rows], seed,
-                coverage)
+                coverage, n_jobs)
             for name, values in (("lower", lo), ("upper", hi), ("expected_ape", eape),
                                  ("sigma", sigma), ("level", level)):
                 extra.setdefault(name, np.full(y.size, np.nan))[rows] = values

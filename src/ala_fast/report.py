@@ -336,7 +336,7 @@ def build_report(paths: list[str], out_dir: str | Path, protocols: list[str] | N
                  bundle: str | None = None, seed: int = 0, sample: int = 4,
                  source: str | None = None, progress: bool = False,
                  methods: tuple[str, ...] = ("ala_fast", "published", "direct_gbr", "nn_params"),
-                 ) -> Path:
+                 n_jobs: int | None = 1) -> Path:
     """Run the protocols on ``paths`` and write ``index.html``, figures and tables to ``out_dir``.
 
     ``bundle``: the model drawn as "benchmarked" in the curve figure; by default one is trained
@@ -354,7 +354,7 @@ def build_report(paths: list[str], out_dir: str | Path, protocols: list[str] | N
     if "ala_fast" not in methods:
         raise ValueError("the report draws ala_fast's predictions: keep it in methods")
     results = run_all(paths, protocols=protocols, methods=methods, seed=seed, source=source,
-                      progress=progress, uncertainty=True, keep_rows=True)
+                      progress=progress, uncertainty=True, keep_rows=True, n_jobs=n_jobs)
     (out / "evaluation.json").write_text(to_json(results))
     (out / "evaluation.md").write_text(markdown(results))
     with_rows = [r for r in results if "_rows" in r]

@@ -24,10 +24,11 @@ from .targets import TARGET_NAMES
 
 def train(table: pa.Table, seed: int = 0, loss: str = DEFAULT_LOSS,
           boosting: BoostingParams | None = None, coverage: float = 0.9,
-          progress: bool | None = False) -> Predictor:
+          progress: bool | None = False, n_jobs: int | None = 1) -> Predictor:
     """Fit curves, train the parameter model, export it to ONNX; returns a :class:`Predictor`.
 
-    Deterministic for a given table, seed and dependency versions.
+    Deterministic for a given table, seed and dependency versions, whatever ``n_jobs`` (worker
+    processes for the uncertainty's hold-out rounds; -1: every core).
     """
     table = validate(table, require_throughput=True, where="train")
     table = concat_tables([table])  # canonical columns only, no reader metadata
@@ -45,7 +46,8 @@ def train(table: pa.Table, seed: int = 0, loss: str = DEFAULT_LOSS,
     codes, _ = group_codes(table, CURVE_KEY)
     rows = (codes, table.column("batch_size").to_numpy().astype(np.float64),
             table.column("throughput").to_numpy())
-    unc = fit_uncertainty(curves, rows, idx, seed, progress=progress, known=learned.anchored)
+    unc = fit_uncertainty(curves, rows, idx, seed, progress=progress, known=learned.anchored,
+                          n_jobs=n_jobs)
     error_onnx = export_onnx(unc.error_models, len(ERROR_FEATURE_NAMES), name="ala_fast_error")
     reference = pa.table({f"v{j}": unc.scaler.transform(curves.x[idx])[:, j]
                           for j in range(N_FEATURES)}).append_column("curve", pa.array(idx))
@@ -94,7 +96,7 @@ def train(table: pa.Table, seed: int = 0, loss: str = DEFAULT_LOSS,
             "error_samples": int(unc.samples.curve.size),
             "calibration_rows": int(unc.calibration_scores.size),
             "calibration_rows_per_level": dict(zip(LEVELS, np.bincount(
-                unc.calibration_levels.astype(np.int64), minlength=3).tolist())),
+                unc.calibration_levels.astype(np.int64), minlength=len(LEVELS)).tolist())),
             "normalised_scores": dict(zip(LEVELS, NORMALISED)),
         },
         "metrics": {

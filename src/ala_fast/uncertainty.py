@@ -10,7 +10,8 @@ Training (``fit_uncertainty``)
    to the typical absolute log error ``sigma`` of a prediction (exported to ONNX like the
    parameter model).
 3. Mondrian split-conformal calibration, one score set per novelty level (known
-   configuration, unseen configuration on known hardware, unseen hardware), each scored on
+   configuration, unseen configuration on known hardware, unseen hardware whose configuration
+   was benchmarked on a known device of its vendor, other unseen hardware), each scored on
    hold-out rows the error model never saw in that sense (see ``fit_uncertainty``): scores
    ``|log(pred / actual)| / sigma`` (``|log(pred / actual)|`` for unseen hardware); the
    interval at coverage 1 - alpha is ``pred * exp(+-q * sigma)`` (``exp(+-q)``) with q the
@@ -54,9 +55,10 @@ class Scaler:
 
 
 def similarity_features(query_vectors: np.ndarray, ref_vectors: np.ndarray,
-                        query_configs: list[tuple], ref_config_counts: dict[tuple, int],
-                        ref_hardware: set[str], ref_norms: np.ndarray | None = None) -> np.ndarray:
-    """Similarity of queries to a reference set (one row per query, SIM_FEATURES order).
+                        query_configs: list[tuple], known: "KnownConfigs",
+                        ref_norms: np.ndarray | None = None) -> np.ndarray:
+    """Similarity of queries to a reference set (one row per query, SIM_FEATURES order);
+    ``query_configs`` are configuration keys, ``known`` indexes the reference's.
 
     One compiled pass per query gives the 5 nearest Euclidean distances and the nearest cosine
     distance (``ref_norms``: precomputed row norms of the reference, optional).
@@ -73,17 +75,49 @@ def similarity_features(query_vectors: np.ndarray, ref_vectors: np.ndarray,
     cos = np.empty(q.shape[0])
     big = q.shape[0] > 1 and q.shape[0] * ref.shape[0] * ref.shape[1] >= PARALLEL_WORK
     (kn.similarity_batch if big else kn.similarity_batch_serial)(q, ref, norms, k, d, idx, cos)
-    level = np.array([2.0 if c in ref_config_counts else (1.0 if c[0] in ref_hardware else 0.0)
-                      for c in query_configs])
-    sib = np.array([float(ref_config_counts.get(c, 0)) for c in query_configs])
+    level = np.array([float(novelty_level(c, known)) for c in query_configs])
+    sib = np.array([float(known.counts.get(c, 0)) for c in query_configs])
     return np.column_stack([d[:, 0], d.mean(axis=1), cos, level, sib])
 
 
-def config_counts(configs: list[tuple]) -> tuple[dict[tuple, int], set[str]]:
+@dataclass(frozen=True)
+class KnownConfigs:
+    """What the reference curves cover, for the novelty level of a query."""
+
+    counts: dict[tuple, int]  # configuration key -> benchmarked curves
+    hardware: frozenset[str]  # hardware ids
+    peer_configs: frozenset[tuple]  # (vendor, configuration key without the hardware)
+
+
+def config_counts(configs: list[tuple]) -> KnownConfigs:
+    """Index configuration keys (``catalog.config_key``) of the reference curves."""
+    from .catalog import resolve_hardware
+
     counts: dict[tuple, int] = {}
     for c in configs:
         counts[c] = counts.get(c, 0) + 1
-    return counts, {c[0] for c in configs}
+    peers = set()
+    for c in counts:
+        hw = resolve_hardware(c[0])
+        if hw is not None:
+            peers.add((hw.vendor, c[1:]))
+    return KnownConfigs(counts, frozenset(c[0] for c in counts), frozenset(peers))
+
+
+def novelty_level(config: tuple, known: KnownConfigs) -> int:
+    """Index into LEVELS of a configuration key: benchmarked itself; hardware known; hardware
+    unseen but the configuration benchmarked on a known device of the same vendor (what
+    :mod:`transfer` borrows); or nothing of the kind."""
+    from .catalog import resolve_hardware
+
+    if config in known.counts:
+        return KNOWN_CONFIGURATION
+    if config[0] in known.hardware:
+        return UNSEEN_CONFIGURATION
+    hw = resolve_hardware(config[0])
+    if hw is not None and (hw.vendor, config[1:]) in known.peer_configs:
+        return UNSEEN_HARDWARE_PEER
+    return UNSEEN_HARDWARE
 
 
 def conformal_quantile(scores: np.ndarray, coverage: float) -> float:
@@ -153,54 +187,80 @@ class ErrorSamples:
 
 def error_samples(curves, table_rows: tuple[np.ndarray, np.ndarray, np.ndarray],
                   train_idx: np.ndarray, seed: int, progress: bool | None = False,
-                  known: np.ndarray | None = None) -> ErrorSamples:
+                  known: np.ndarray | None = None, n_jobs: int | None = 1) -> ErrorSamples:
     """Run the hold-out rounds and record the errors of every held-out curve of ``train_idx``
-    (``known``, default ``train_idx``: every curve the rounds may anchor on)."""
-    from .augment import BoostingParams
-    from .curves import evaluate as eval_curve
-    from .learner import curve_config_keys, curve_configs, fit_learned, params_from_outputs
+    (``known``, default ``train_idx``: every curve the rounds may anchor on).
+
+    Rounds are independent and seeded by their position, so ``n_jobs`` (worker processes,
+    joblib convention: None = 1, -1 = every core) changes the speed, not the result.
+    """
     from .progress import Progress
 
     row_codes, bb, y = table_rows
     known = train_idx if known is None else np.union1d(train_idx, known)
     rounds = holdout_rounds(curves, train_idx, seed, known)
-    configs_all = curve_config_keys(curves.keys)
-    raw_configs = curve_configs(curves.keys)
-    light = BoostingParams(n_estimators=LIGHT_TREES, learning_rate=0.1)
-    out_curve, out_round, out_x, out_rc, out_lr, out_bb = [], [], [], [], [], []
     order = np.argsort(row_codes, kind="stable")
     starts = np.searchsorted(row_codes[order], np.arange(len(curves) + 1))
+    # the measured rows of each curve that a round may hold out
+    held_rows = {int(ci): (bb[order[starts[ci]:starts[ci + 1]]], y[order[starts[ci]:starts[ci + 1]]])
+                 for ci in train_idx}
+    jobs = [(curves, train_idx, known, held_round, seed + r,
+             {int(ci): held_rows[int(ci)] for ci in np.intersect1d(held_round, train_idx)})
+            for r, (_, held_round) in enumerate(rounds)]
     bar = Progress(len(rounds), "error samples", enabled=progress)
-    for r, (_, held_round) in enumerate(rounds):
-        rest = np.setdiff1d(train_idx, held_round)
-        held = np.intersect1d(held_round, train_idx)
-        if rest.size < 2 or held.size == 0:
-            bar.update()
-            continue
-        learned = fit_learned(curves, np.setdiff1d(known, held_round), seed + r, light)
-        held_cfg = [configs_all[i] for i in held]
-        z = learned.predict_targets(curves.x[held], [raw_configs[i] for i in held])
-        a, b, c = params_from_outputs(z, curves.roof_batch1[held], curves.roof_knee[held])
-        scaler = Scaler.fit(curves.x[rest])
-        counts, hw = config_counts([configs_all[i] for i in rest])
-        sim = similarity_features(scaler.transform(curves.x[held]), scaler.transform(curves.x[rest]),
-                                  held_cfg, counts, hw)
-        for j, ci in enumerate(held):
-            rows = order[starts[ci]:starts[ci + 1]]
-            if rows.size == 0:
-                continue
-            pred = eval_curve(a[j], b[j], c[j], bb[rows])
-            pred = np.maximum(pred, 1e-3 * c[j])
-            out_rc.append(np.full(rows.size, len(out_curve)))
-            out_lr.append(np.log(pred / y[rows]))
-            out_bb.append(bb[rows])
+    if n_jobs in (None, 1) or len(jobs) < 2:
+        results = (_round_errors(*job) for job in jobs)
+    else:
+        from joblib import Parallel, delayed
+
+        results = Parallel(n_jobs=n_jobs, return_as="generator")(
+            delayed(_round_errors)(*job) for job in jobs)
+    out_curve, out_round, out_x, out_rc, out_lr, out_bb = [], [], [], [], [], []
+    for r, found in enumerate(results):
+        for ci, x, log_ratio, batch in found:
+            out_rc.append(np.full(log_ratio.size, len(out_curve)))
+            out_lr.append(log_ratio)
+            out_bb.append(batch)
             out_curve.append(ci)
             out_round.append(r)
-            out_x.append(np.concatenate([curves.x[ci], sim[j]]))
+            out_x.append(x)
         bar.update()
     bar.close()
     return ErrorSamples(np.array(out_curve), np.array(out_round), np.array(out_x),
                         np.concatenate(out_rc), np.concatenate(out_lr), np.concatenate(out_bb))
+
+
+def _round_errors(curves, train_idx: np.ndarray, known: np.ndarray, held_round: np.ndarray,
+                  seed: int, rows: dict[int, tuple[np.ndarray, np.ndarray]]) -> list[tuple]:
+    """One hold-out round: train on the rest, predict the held-out curves of ``train_idx``;
+    per curve with rows: (curve, features + similarity, log(pred / actual), batch sizes)."""
+    from .augment import BoostingParams
+    from .curves import evaluate as eval_curve
+    from .learner import curve_config_keys, curve_configs, fit_learned, params_from_outputs
+
+    rest = np.setdiff1d(train_idx, held_round)
+    held = np.intersect1d(held_round, train_idx)
+    if rest.size < 2 or held.size == 0:
+        return []
+    light = BoostingParams(n_estimators=LIGHT_TREES, learning_rate=0.1)
+    learned = fit_learned(curves, np.setdiff1d(known, held_round), seed, light)
+    configs_all = curve_config_keys(curves.keys)
+    raw_configs = curve_configs(curves.keys)
+    z = learned.predict_targets(curves.x[held], [raw_configs[i] for i in held])
+    a, b, c = params_from_outputs(z, curves.roof_batch1[held], curves.roof_knee[held])
+    scaler = Scaler.fit(curves.x[rest])
+    sim = similarity_features(scaler.transform(curves.x[held]), scaler.transform(curves.x[rest]),
+                              [configs_all[i] for i in held],
+                              config_counts([configs_all[i] for i in rest]))
+    found = []
+    for j, ci in enumerate(held):
+        batch, actual = rows[int(ci)]
+        if batch.size == 0:
+            continue
+        pred = np.maximum(eval_curve(a[j], b[j], c[j], batch), 1e-3 * c[j])
+        found.append((int(ci), np.concatenate([curves.x[ci], sim[j]]), np.log(pred / actual),
+                      batch))
+    return found
 
 
 # --------------------------------------------------------------------------- the model
@@ -217,20 +277,25 @@ class UncertaintyFit:
 
 ERROR_BOOSTING = dict(n_estimators=200, learning_rate=0.05, max_depth=3)
 LEVEL_COLUMN = len(FEATURE_NAMES) + SIM_FEATURES.index("anchor_level")
-#: novelty levels (the ``anchor_level`` similarity feature)
-LEVELS = ("unseen_hardware", "unseen_configuration", "known_configuration")
+#: novelty levels (the ``anchor_level`` similarity feature), least known first: unseen hardware;
+#: unseen hardware whose configuration was benchmarked on a known device of the same vendor
+#: (the transferred efficiency is evidence there, not the trees' extrapolation); unseen
+#: configuration on known hardware; benchmarked configuration
+LEVELS = ("unseen_hardware", "unseen_hardware_peer_benchmarked", "unseen_configuration",
+          "known_configuration")
+UNSEEN_HARDWARE, UNSEEN_HARDWARE_PEER, UNSEEN_CONFIGURATION, KNOWN_CONFIGURATION = range(4)
 #: per level: is the conformal score normalised by the error model's sigma? Not for unseen
 #: hardware: there the error is dominated by how well the device's software stack does, which
 #: no descriptor reveals; the error model ranks unseen-device errors poorly and scaling by it
 #: made the intervals many times wider at the same coverage (Argonne leave-one-hardware-out),
 #: so the interval is the spread of device-level errors itself.
-NORMALISED = (False, True, True)
+NORMALISED = (False, False, True, True)
 CROSS_FOLDS = 4  # folds of the grouped cross-fit that scores unseen-model rows
 
 
 def fit_uncertainty(curves, table_rows, train_idx: np.ndarray, seed: int,
-                    progress: bool | None = False, known: np.ndarray | None = None
-                    ) -> UncertaintyFit:
+                    progress: bool | None = False, known: np.ndarray | None = None,
+                    n_jobs: int | None = 1) -> UncertaintyFit:
     """Error samples -> error model + conformal scores, one set per novelty level (Mondrian).
 
     The error model is fitted on half of the held-out curves. Scores of known-configuration
@@ -246,7 +311,8 @@ def fit_uncertainty(curves, table_rows, train_idx: np.ndarray, seed: int,
     from .augment import BoostingParams, fit_boosted, predict_sklearn
     from .catalog import model_id
 
-    samples = error_samples(curves, table_rows, train_idx, seed, progress, known=known)
+    samples = error_samples(curves, table_rows, train_idx, seed, progress, known=known,
+                            n_jobs=n_jobs)
     rng = np.random.default_rng(seed)
     # split by curve (all samples of one curve on one side), half to fit, half to calibrate
     uniq = np.unique(samples.curve)
@@ -266,14 +332,17 @@ def fit_uncertainty(curves, table_rows, train_idx: np.ndarray, seed: int,
 
     row_level = samples.x[samples.row_curve, LEVEL_COLUMN].astype(np.int64)
     models, known = fit_and_score(np.flatnonzero(row_fit),
-                                  np.flatnonzero(~row_fit & (row_level == 2)))
-    unseen_hw = abs_err[row_level == 0]
-    scores, levels = [known, unseen_hw], [np.full(known.size, 2), np.zeros(unseen_hw.size)]
+                                  np.flatnonzero(~row_fit & (row_level == KNOWN_CONFIGURATION)))
+    scores, levels = [known], [np.full(known.size, KNOWN_CONFIGURATION)]
+    for lv in (UNSEEN_HARDWARE, UNSEEN_HARDWARE_PEER):
+        scores.append(abs_err[row_level == lv])
+        levels.append(np.full(scores[-1].size, lv))
     keys = curves.keys.take(pa.array(samples.curve))
     row_model = np.array([model_id(m) for m in keys.column("model").to_pylist()])[samples.row_curve]
-    for fit_rows, score_rows in grouped_cross_fit(row_model, row_level == 1, row_fit, rng):
+    for fit_rows, score_rows in grouped_cross_fit(row_model, row_level == UNSEEN_CONFIGURATION,
+                                                  row_fit, rng):
         scores.append(fit_and_score(fit_rows, score_rows)[1])
-        levels.append(np.ones(score_rows.size))
+        levels.append(np.full(score_rows.size, UNSEEN_CONFIGURATION))
     scores_all, levels_all = np.concatenate(scores), np.concatenate(levels).astype(np.int8)
     order = np.argsort(scores_all, kind="stable")
     nn = samples.x[:, len(FEATURE_NAMES)]
@@ -295,15 +364,24 @@ def grouped_cross_fit(row_unit: np.ndarray, scored: np.ndarray, usable: np.ndarr
             yield fit_rows, score_rows
 
 
-def level_quantiles(scores: np.ndarray, levels: np.ndarray | None, coverage: float) -> np.ndarray:
-    """Conformal quantile per novelty level (0, 1, 2): Mondrian split conformal.
+def level_quantiles(scores: np.ndarray, levels: np.ndarray | None, coverage: float,
+                    n_levels: int = len(LEVELS)) -> np.ndarray:
+    """Conformal quantile per novelty level (``n_levels`` of them): Mondrian split conformal.
 
-    A level with too few scores for the coverage uses the quantile of all scores.
+    The two unseen-hardware levels (same unnormalised scores) stand in for each other when one
+    has too few scores for the coverage, and the one without a benchmarked peer configuration
+    is never narrower than the one with; any other level with too few scores uses the quantile
+    of all scores. Bundles of three levels (before the peer level) keep their meaning.
     """
     pooled = conformal_quantile(scores, coverage)
     if levels is None:
-        return np.full(len(LEVELS), pooled)
-    q = np.array([conformal_quantile(scores[levels == lv], coverage) for lv in range(len(LEVELS))])
+        return np.full(n_levels, pooled)
+    q = np.array([conformal_quantile(scores[levels == lv], coverage) for lv in range(n_levels)])
+    if n_levels == len(LEVELS):
+        hw, peer = q[UNSEEN_HARDWARE], q[UNSEEN_HARDWARE_PEER]
+        if np.isfinite(hw) or np.isfinite(peer):
+            q[UNSEEN_HARDWARE] = max(v for v in (hw, peer) if np.isfinite(v))
+            q[UNSEEN_HARDWARE_PEER] = peer if np.isfinite(peer) else hw
     return np.where(np.isfinite(q), q, pooled)
 
 
