@@ -279,8 +279,8 @@ def test_bundle_of_three_levels_maps_the_peer_level_to_unseen_hardware(predictor
     from ala_fast.uncertainty import LEVEL_COLUMN
 
     manifest = copy.deepcopy(predictor.manifest)
-    manifest["uncertainty"]["normalised_scores"] = {
-        "unseen_hardware": False, "unseen_configuration": True, "known_configuration": True}
+    manifest["uncertainty"]["normalised_scores"] = {  # key order as in a JSON manifest: sorted
+        "known_configuration": True, "unseen_configuration": True, "unseen_hardware": False}
     files = dict(predictor._files)
     cal = ipc_to_table(files[CALIBRATION_FILE])
     old_level = np.array([0, 0, 1, 2], np.int8)[cal.column("level").to_numpy()]
@@ -295,6 +295,29 @@ def test_bundle_of_three_levels_maps_the_peer_level_to_unseen_hardware(predictor
     q0 = conformal_quantile(cal.column("score").to_numpy()[old_level == 0], 0.9)
     r = old.predict(workload(hardware="H200", input_tokens=300)).to_pylist()[0]
     assert np.log(r["upper"] / r["throughput"]) == pytest.approx(q0, rel=1e-6)
+
+
+def test_saved_bundle_gives_the_same_intervals_at_every_level(predictor, tmp_path):
+    loaded = ala_fast.load(predictor.save(tmp_path / "b"))
+    w = pa.table({"hardware": ["H100", "H200", "MI300X", "H100"], "num_devices": [1, 1, 1, 2],
+                  "framework": ["trt-llm"] * 4, "model": ["llama-2-7b"] * 4,
+                  "precision": ["fp16"] * 4, "input_tokens": [300] * 4,
+                  "output_tokens": [128] * 4, "batch_size": [16] * 4})
+    a, b = predictor.predict(w), loaded.predict(w)
+    for col in ("throughput", "lower", "upper", "expected_ape", "confidence"):
+        np.testing.assert_array_equal(b.column(col).to_numpy(), a.column(col).to_numpy(), col)
+
+
+def test_unknown_novelty_levels_in_a_manifest_are_rejected(predictor):
+    import copy
+
+    from ala_fast.errors import BundleError
+    from ala_fast.predictor import Predictor
+
+    manifest = copy.deepcopy(predictor.manifest)
+    manifest["uncertainty"]["normalised_scores"]["unseen_galaxy"] = True
+    with pytest.raises(BundleError, match="unseen_galaxy"):
+        Predictor(manifest, dict(predictor._files))
 
 
 def test_bundle_without_levels_keeps_one_sigma_scaled_quantile(predictor):

@@ -34,6 +34,18 @@ from .uncertainty import (
 )
 
 SIM_LEVEL = SIM_FEATURES.index("anchor_level")
+#: novelty levels of bundles trained before the peer-benchmarked level, in code order
+THREE_LEVELS = ("unseen_hardware", "unseen_configuration", "known_configuration")
+
+
+def bundle_levels(flags: dict) -> tuple[str, ...]:
+    """The novelty levels of a bundle, in code order, from its ``normalised_scores`` names."""
+    if not flags or set(flags) == set(LEVELS):
+        return LEVELS
+    if set(flags) == set(THREE_LEVELS):
+        return THREE_LEVELS
+    raise BundleError(f"bundle manifest: unknown novelty levels {sorted(flags)} in "
+                      f"uncertainty.normalised_scores (this ala_fast knows {list(LEVELS)})")
 
 PARAMS_ONNX = "params.onnx"
 CURVES_FILE = "curves.arrow"
@@ -258,9 +270,10 @@ class Predictor:
                               if "level" in calibration.column_names else None)
         # bundles from before the per-level calibration normalised every score by sigma
         flags = u.get("normalised_scores", {})
-        # the bundle's novelty levels (three before the peer-benchmarked level): each level of
-        # LEVELS maps to the bundle's code, the peer level to plain unseen hardware
-        names = list(flags) or list(LEVELS)
+        # the bundle's novelty levels (three before the peer-benchmarked level; the manifest
+        # stores them as JSON object keys, order not kept): each level of LEVELS maps to the
+        # bundle's code, the peer level to plain unseen hardware
+        names = bundle_levels(flags)
         self._level_code = np.array([names.index(n if n in names else LEVELS[UNSEEN_HARDWARE])
                                      for n in LEVELS], np.float64)
         self._normalised = tuple(bool(flags.get(name, True)) for name in names)
