@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from .catalog import resolve_hardware
 from .features import FEATURE_NAMES
 
 SIM_FEATURES = ("nn_dist", "nn5_dist", "nn_cos_dist", "anchor_level", "n_siblings")
@@ -76,8 +77,13 @@ def similarity_features(query_vectors: np.ndarray, ref_vectors: np.ndarray,
     cos = np.empty(q.shape[0])
     big = q.shape[0] > 1 and q.shape[0] * ref.shape[0] * ref.shape[1] >= PARALLEL_WORK
     (kn.similarity_batch if big else kn.similarity_batch_serial)(q, ref, norms, k, d, idx, cos)
-    level = np.array([float(novelty_level(c, known)) for c in query_configs])
-    sib = np.array([float(known.counts.get(c, 0)) for c in query_configs])
+    level, sib = np.empty(q.shape[0]), np.empty(q.shape[0])
+    seen: dict[tuple, tuple[int, int]] = {}  # once per distinct configuration
+    for i, c in enumerate(query_configs):
+        hit = seen.get(c)
+        if hit is None:
+            hit = seen[c] = (novelty_level(c, known), known.counts.get(c, 0))
+        level[i], sib[i] = hit
     return np.column_stack([d[:, 0], d.mean(axis=1), cos, level, sib])
 
 
@@ -92,8 +98,6 @@ class KnownConfigs:
 
 def config_counts(configs: list[tuple]) -> KnownConfigs:
     """Index configuration keys (``catalog.config_key``) of the reference curves."""
-    from .catalog import resolve_hardware
-
     counts: dict[tuple, int] = {}
     for c in configs:
         counts[c] = counts.get(c, 0) + 1
@@ -109,8 +113,6 @@ def novelty_level(config: tuple, known: KnownConfigs) -> int:
     """Index into LEVELS of a configuration key: benchmarked itself; hardware known; hardware
     unseen but the configuration benchmarked on a known device of the same vendor (what
     :mod:`transfer` borrows); or nothing of the kind."""
-    from .catalog import resolve_hardware
-
     if config in known.counts:
         return KNOWN_CONFIGURATION
     if config[0] in known.hardware:
