@@ -183,6 +183,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_jobs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--jobs", type=int, default=-1,
+                   help="worker processes for the hold-out rounds (default -1: every core; "
+                        "the result does not depend on it)")
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     from .curves import DEFAULT_LOSS, LOSSES
 
@@ -192,9 +198,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--loss", choices=LOSSES, default=DEFAULT_LOSS)
     p.add_argument("--source", default=None)
-    p.add_argument("--jobs", type=int, default=-1,
-                   help="worker processes for the hold-out rounds (default -1: every core; "
-                        "the result does not depend on it)")
+    _add_jobs(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="predict one workload (flags) or a table (INPUT --out)")
@@ -232,9 +236,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--source", default=None)
     p.add_argument("--progress", action="store_true")
-    p.add_argument("--jobs", type=int, default=-1,
-                   help="worker processes for the hold-out rounds (default -1: every core; "
-                        "the result does not depend on it)")
+    _add_jobs(p)
     p.add_argument("--no-uncertainty", action="store_true",
                    help="skip the interval / expected-APE evaluation (much faster)")
     p.set_defaults(func=cmd_evaluate)
@@ -247,9 +249,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bundle", default=None,
                    help="model for the benchmarked curves ('default': the shipped one; "
                         "by default one is trained on DATA)")
-    p.add_argument("--jobs", type=int, default=-1,
-                   help="worker processes for the hold-out rounds (default -1: every core; "
-                        "the result does not depend on it)")
+    _add_jobs(p)
     p.add_argument("--sample", type=int, default=4, help="configurations in the curve figure")
     p.add_argument("--methods", default="ala_fast,published,direct_gbr,nn_params")
     p.add_argument("--seed", type=int, default=0)

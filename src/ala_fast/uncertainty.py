@@ -197,17 +197,19 @@ def error_samples(curves, table_rows: tuple[np.ndarray, np.ndarray, np.ndarray],
     Rounds are independent and seeded by their position, so ``n_jobs`` (worker processes,
     joblib convention: None = 1, -1 = every core) changes the speed, not the result.
     """
+    from .learner import curve_config_keys, curve_configs
     from .progress import Progress
 
     row_codes, bb, y = table_rows
     known = train_idx if known is None else np.union1d(train_idx, known)
+    configs = (curve_config_keys(curves.keys), curve_configs(curves.keys))  # once, every round
     rounds = holdout_rounds(curves, train_idx, seed, known)
     order = np.argsort(row_codes, kind="stable")
     starts = np.searchsorted(row_codes[order], np.arange(len(curves) + 1))
     # the measured rows of each curve that a round may hold out
     held_rows = {int(ci): (bb[order[starts[ci]:starts[ci + 1]]], y[order[starts[ci]:starts[ci + 1]]])
                  for ci in train_idx}
-    jobs = [(curves, train_idx, known, held_round, seed + r,
+    jobs = [(curves, configs, train_idx, known, held_round, seed + r,
              {int(ci): held_rows[int(ci)] for ci in np.intersect1d(held_round, train_idx)})
             for r, (_, held_round) in enumerate(rounds)]
     bar = Progress(len(rounds), "error samples", enabled=progress)
@@ -233,13 +235,15 @@ def error_samples(curves, table_rows: tuple[np.ndarray, np.ndarray, np.ndarray],
                         np.concatenate(out_rc), np.concatenate(out_lr), np.concatenate(out_bb))
 
 
-def _round_errors(curves, train_idx: np.ndarray, known: np.ndarray, held_round: np.ndarray,
-                  seed: int, rows: dict[int, tuple[np.ndarray, np.ndarray]]) -> list[tuple]:
+def _round_errors(curves, configs: tuple[list, list], train_idx: np.ndarray, known: np.ndarray,
+                  held_round: np.ndarray, seed: int,
+                  rows: dict[int, tuple[np.ndarray, np.ndarray]]) -> list[tuple]:
     """One hold-out round: train on the rest, predict the held-out curves of ``train_idx``;
-    per curve with rows: (curve, features + similarity, log(pred / actual), batch sizes)."""
+    per curve with rows: (curve, features + similarity, log(pred / actual), batch sizes).
+    ``configs``: configuration keys and raw configuration tuples of every curve."""
     from .augment import BoostingParams
     from .curves import evaluate as eval_curve
-    from .learner import curve_config_keys, curve_configs, fit_learned, params_from_outputs
+    from .learner import fit_learned, params_from_outputs
 
     rest = np.setdiff1d(train_idx, held_round)
     held = np.intersect1d(held_round, train_idx)
@@ -247,8 +251,7 @@ def _round_errors(curves, train_idx: np.ndarray, known: np.ndarray, held_round: 
         return []
     light = BoostingParams(n_estimators=LIGHT_TREES, learning_rate=0.1)
     learned = fit_learned(curves, np.setdiff1d(known, held_round), seed, light)
-    configs_all = curve_config_keys(curves.keys)
-    raw_configs = curve_configs(curves.keys)
+    configs_all, raw_configs = configs
     z = learned.predict_targets(curves.x[held], [raw_configs[i] for i in held])
     a, b, c = params_from_outputs(z, curves.roof_batch1[held], curves.roof_knee[held])
     scaler = Scaler.fit(curves.x[rest])
