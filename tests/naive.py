@@ -124,7 +124,7 @@ def anneal_reference(kind, dist, base, start, steps, t0, t1, lam, seed):
 # ----------------------------------------------------------------------------- features
 def build_features_numpy(cfg, ii, oo):
     """NumPy reference of the compiled feature kernel (same formulas, whole columns)."""
-    from ala_fast.features import _C, MEM_USABLE, N_CONFIG
+    from ala_fast.features import _C, MEM_USABLE
 
     cfg = np.atleast_2d(cfg)
     nd = cfg[:, _C["num_devices"]]
@@ -140,7 +140,7 @@ def build_features_numpy(cfg, ii, oo):
     knee = np.maximum(plateau / batch1, 1.0)
     cols = [
         ii, oo, np.log1p(ii), np.log1p(oo), np.log1p(ii / oo), ii / (oo + 1.0), ii / (ii + 1.0),
-        *(cfg[:, j] for j in range(N_CONFIG)),
+        *(cfg[:, j] for j in range(cfg.shape[1])),
         np.log(weight_gb / nd), np.log(kv_free_gb), np.log(kv_batch), np.log(decode_rate),
         np.log(compute_rate), np.log(batch1), np.log(plateau), np.log(knee),
         np.log(nd * cfg[:, _C["tflops"]]), np.log(nd * cfg[:, _C["mem_bw_tbs"]]),

@@ -248,6 +248,26 @@ def test_feature_kernel_matches_numpy_reference():
     np.testing.assert_allclose(got, build_features_numpy(cfg[idx], ii, oo), rtol=1e-13, atol=0)
 
 
+def test_feature_kernel_compiles_no_layout_from_other_modules():
+    """Numba's disk cache freezes globals and is invalidated only by the kernel's own file: a
+    configuration vector that grew (a vendor or framework added to the catalog) must not meet
+    a width compiled in from an older layout."""
+    from ala_fast._kernels import features as kf
+
+    from .naive import build_features_numpy
+
+    assert features.CONFIG_FIELDS[:len(kf.CONFIG_HEAD)] == kf.CONFIG_HEAD
+    assert (len(features.SHAPE_FEATURES), len(features.ROOFLINE_FEATURES)) == (kf.N_SHAPE,
+                                                                                kf.N_ROOFLINE)
+    cfg = np.array([features.config_vector("H100", 2, "vllm", "llama-2-70b")])
+    for extra in (0, 1, 3):
+        wide = np.hstack([cfg, np.full((1, extra), 7.0)])
+        out = np.full((3, features.N_FEATURES + extra), np.nan)
+        ii, oo = np.array([1.0, 512.0, 4096.0]), np.array([1.0, 256.0, 16.0])
+        kf.build_features(wide, np.zeros(3, np.int64), ii, oo, out)
+        np.testing.assert_allclose(out, build_features_numpy(wide[[0, 0, 0]], ii, oo), rtol=1e-13)
+
+
 def test_perfect_and_general_tree_layouts_agree(small_predictor, argonne):
     x, _ = features.table_features(argonne)
     t = small_predictor._trees

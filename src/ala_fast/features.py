@@ -27,6 +27,7 @@ from .catalog import (
     FRAMEWORKS, HARDWARE, VENDORS, MODELS, PRECISION_BYTES, normalise_framework, normalise_precision,
     resolve_hardware, resolve_model,
 )
+from ._kernels.features import CONFIG_HEAD, MEM_USABLE, N_ROOFLINE, N_SHAPE
 
 # fallbacks for names the catalog does not know: the median device and model of the catalog
 _FALLBACK_HW = (
@@ -37,12 +38,10 @@ _FALLBACK_HW = (
 )
 _FALLBACK_MODEL = (7.0, 7.0, 32, 4096, 32, 8, 128)
 KV_BYTES = 2.0  # KV cache element size (fp16) unless the precision is 8-bit
-MEM_USABLE = 0.9  # share of device memory a serving framework gets to use
 
 #: configuration vector layout (produced by config_vector, consumed by build_features)
-CONFIG_FIELDS: tuple[str, ...] = (
-    "num_devices", "tflops", "mem_bw_tbs", "mem_gb", "params_b", "active_b", "bytes_per_weight",
-    "layers", "hidden", "kv_dim", "kv_bytes", "hardware_known", "model_known", "concurrency",
+CONFIG_FIELDS: tuple[str, ...] = CONFIG_HEAD + (
+    "hardware_known", "model_known", "concurrency",
 ) + tuple(f"fw_{f}" for f in FRAMEWORKS) + ("fw_other",) + tuple(f"vendor_{v}" for v in VENDORS)
 
 SHAPE_FEATURES: tuple[str, ...] = (

@@ -17,26 +17,27 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..features import _C, KV_BYTES, MEM_USABLE, N_CONFIG, N_FEATURES  # noqa: F401
 from .options import jit
 
-_ND = _C["num_devices"]
-_TF = _C["tflops"]
-_BW = _C["mem_bw_tbs"]
-_MEM = _C["mem_gb"]
-_P = _C["params_b"]
-_ACT = _C["active_b"]
-_BPW = _C["bytes_per_weight"]
-_LAY = _C["layers"]
-_KVD = _C["kv_dim"]
-_KVB = _C["kv_bytes"]
-_USABLE = MEM_USABLE
-_NC = N_CONFIG
+# Numba's on-disk cache freezes module globals into the compiled code and is invalidated only
+# when *this* file changes, so everything the kernels read is defined here, not imported: the
+# configuration vector starts with CONFIG_HEAD (features.CONFIG_FIELDS is built on it) and its
+# length is read from the input.
+CONFIG_HEAD: tuple[str, ...] = (
+    "num_devices", "tflops", "mem_bw_tbs", "mem_gb", "params_b", "active_b", "bytes_per_weight",
+    "layers", "hidden", "kv_dim", "kv_bytes",
+)
+MEM_USABLE = 0.9  # share of device memory a serving framework gets to use
+N_SHAPE = 7  # shape features before the configuration vector
+N_ROOFLINE = 10  # roofline features after it
+
+_ND, _TF, _BW, _MEM, _P, _ACT, _BPW, _LAY, _HID, _KVD, _KVB = range(len(CONFIG_HEAD))
 
 
 @jit
 def features_row(cfg, ii, oo, out):
-    """Write the N_FEATURES features of one (configuration, ii, oo) into ``out``."""
+    """Write the features of one (configuration, ii, oo) into ``out`` (length
+    N_SHAPE + len(cfg) + N_ROOFLINE)."""
     out[0] = ii
     out[1] = oo
     out[2] = np.log1p(ii)
@@ -44,11 +45,12 @@ def features_row(cfg, ii, oo, out):
     out[4] = np.log1p(ii / oo)
     out[5] = ii / (oo + 1.0)
     out[6] = ii / (ii + 1.0)
-    for j in range(_NC):
-        out[7 + j] = cfg[j]
+    nc = cfg.shape[0]
+    for j in range(nc):
+        out[N_SHAPE + j] = cfg[j]
     nd = cfg[_ND]
     weight_gb = cfg[_P] * cfg[_BPW]
-    kv_free_gb = max(cfg[_MEM] * nd * _USABLE - weight_gb, 0.05 * weight_gb)
+    kv_free_gb = max(cfg[_MEM] * nd * MEM_USABLE - weight_gb, 0.05 * weight_gb)
     kv_per_token = 2.0 * cfg[_LAY] * cfg[_KVD] * cfg[_KVB]
     kv_batch = kv_free_gb * 1e9 / (kv_per_token * (ii + oo))
     active_bytes = cfg[_ACT] * 1e9 * cfg[_BPW]
@@ -57,7 +59,7 @@ def features_row(cfg, ii, oo, out):
     batch1 = oo / (ii / compute_rate + oo / decode_rate)
     plateau = min(compute_rate * oo / (ii + oo), batch1 * max(kv_batch, 1.0))
     knee = max(plateau / batch1, 1.0)
-    k = 7 + _NC
+    k = N_SHAPE + nc
     out[k] = np.log(weight_gb / nd)
     out[k + 1] = np.log(kv_free_gb)
     out[k + 2] = np.log(kv_batch)

@@ -4,7 +4,9 @@
   NaN and compare against references to the last bit.
 - The on-disk cache is on by default and off when ``ALA_FAST_NUMBA_CACHE=0`` (for instance on
   read-only installs or when debugging). No kernel here takes a function as an argument, so
-  caching is safe for all of them.
+  caching is safe for all of them, on one rule: the cache freezes module globals into the code
+  and is invalidated only when the kernel's own file changes, so a kernel reads no constant
+  imported from outside ``_kernels/`` (a layout that changes elsewhere would meet stale code).
 - Nothing here changes global Numba settings.
 """
 
