@@ -52,6 +52,18 @@ def test_catalog_aliases():
     assert resolve_hardware("TPU v9") is None and resolve_model("my-private-model") is None
 
 
+def test_vendors_follow_the_software_stack():
+    vendor = {h: resolve_hardware(h).vendor for h in (
+        "A100", "GH200", "L40S", "B200", "MI250", "MI355X", "Gaudi2", "Gaudi3", "Intel Max 1550",
+        "SN40L")}
+    assert {vendor[h] for h in ("A100", "GH200", "L40S", "B200")} == {"nvidia"}
+    assert vendor["MI250"] == vendor["MI355X"] == "amd"
+    # Habana's Gaudi (SynapseAI) and Intel's GPUs (oneAPI) share an owner, not a software stack
+    assert vendor["Gaudi2"] == vendor["Gaudi3"] == "habana"
+    assert vendor["Intel Max 1550"] == "intel"
+    assert vendor["SN40L"] == "sambanova"
+
+
 def test_every_shared_name_resolves(argonne, trtllm):
     for t in (argonne, trtllm):
         for h in set(t.column("hardware").to_pylist()):

@@ -39,6 +39,9 @@ def test_device_weights_by_hand():
     # no known device of the vendor: every known device, by closeness
     w = device_weights("SN40L", KNOWN)
     assert (w > 0).all() and w.sum() == pytest.approx(1.0)
+    # Gaudi3 borrows from Gaudi2 alone, not from the Intel GPU
+    w = device_weights("Gaudi3", KNOWN + ("Intel Max 1550",))
+    assert w[3] == 1.0 and w.sum() == 1.0
     # a device the catalog does not know: equal weights
     np.testing.assert_allclose(device_weights("never-seen-accelerator", KNOWN), 0.25)
 

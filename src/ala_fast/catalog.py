@@ -98,10 +98,13 @@ MODELS: tuple[Model, ...] = (
 )
 
 #: the vendor's software stack matters as much as the data sheet: A*/B*/G*/H*/L*/V* are NVIDIA
-#: parts, MI* AMD, Gaudi / Max Intel (Habana), SN SambaNova
+#: parts, MI* AMD, Max Intel GPUs (oneAPI), Gaudi Habana (SynapseAI: Intel-owned, but a different
+#: architecture and software stack from Intel's GPUs), SN SambaNova
 VENDOR_OF_PREFIX = {"A1": "nvidia", "A10": "nvidia", "B2": "nvidia", "GB": "nvidia",
                     "GH": "nvidia", "H1": "nvidia", "H2": "nvidia", "L4": "nvidia",
-                    "V1": "nvidia", "MI": "amd", "GA": "intel", "MA": "intel", "SN": "sambanova"}
+                    "V1": "nvidia", "MI": "amd", "GA": "habana", "MA": "intel", "SN": "sambanova"}
+#: vendors with a one-hot feature column; the others (habana, sambanova: one device each in the
+#: shared data, where a column would only repeat what the device's descriptors say) get none
 VENDORS: tuple[str, ...] = ("nvidia", "amd", "intel")
 
 #: frameworks known to the feature builder (one-hot); anything else maps to "other"

@@ -55,33 +55,33 @@ def device_weights(hardware: str, known: tuple[str, ...],
     dropped. A device the catalog does not know gets equal weights on every known device. The
     returned array is shared (cached): do not modify it.
     """
-    w = _device_weights(hardware, known)
+    w = _closeness(hardware, known)
     if benchmarked is not None:
         evidence = w * np.asarray(benchmarked, bool)
         if evidence.any():
             w = evidence
-    w = w / w.sum()
-    w[w < WEIGHT_FLOOR * w.max()] = 0.0
+    w = np.where(w < WEIGHT_FLOOR * w.max(), 0.0, w)
     w /= w.sum()
     w.setflags(write=False)
     return w
 
 
-def _device_weights(hardware: str, known: tuple[str, ...]) -> np.ndarray:
+def _closeness(hardware: str, known: tuple[str, ...]) -> np.ndarray:
+    """Unnormalised closeness weights of the known devices (see :func:`device_weights`)."""
     me = resolve_hardware(hardware)
     specs = [resolve_hardware(n) for n in known]
     if me is None:
-        return np.full(len(known), 1.0 / len(known))
+        return np.ones(len(known))
     same = np.array([s is not None and s.vendor == me.vendor for s in specs])
     use = same if same.any() else np.array([s is not None for s in specs])
     if not use.any():
-        return np.full(len(known), 1.0 / len(known))
+        return np.ones(len(known))
     w = np.zeros(len(known))
     for j in np.flatnonzero(use):
         s = specs[j]
         d = abs(np.log(s.mem_bw_tbs / me.mem_bw_tbs)) + abs(np.log(s.fp16_tflops / me.fp16_tflops))
         w[j] = np.exp(-d / DEVICE_SCALE)
-    return w / w.sum()
+    return w
 
 
 def unseen_rows(hardware: Sequence[str], known: Sequence[str]) -> np.ndarray:
