@@ -124,7 +124,8 @@ def anneal_reference(kind, dist, base, start, steps, t0, t1, lam, seed):
 # ----------------------------------------------------------------------------- features
 def build_features_numpy(cfg, ii, oo):
     """NumPy reference of the compiled feature kernel (same formulas, whole columns)."""
-    from ala_fast.features import _C, MEM_USABLE
+    from ala_fast._kernels.features import MEM_USABLE
+    from ala_fast.features import _C
 
     cfg = np.atleast_2d(cfg)
     nd = cfg[:, _C["num_devices"]]

@@ -27,7 +27,7 @@ from .catalog import (
     FRAMEWORKS, HARDWARE, VENDORS, MODELS, PRECISION_BYTES, normalise_framework, normalise_precision,
     resolve_hardware, resolve_model,
 )
-from ._kernels.features import CONFIG_HEAD, MEM_USABLE, N_ROOFLINE, N_SHAPE
+from ._kernels.features import CONFIG_HEAD
 
 # fallbacks for names the catalog does not know: the median device and model of the catalog
 _FALLBACK_HW = (
