@@ -1,6 +1,8 @@
 """Anchoring the pooled model on benchmarked curves: hardware spellings, the two-level
 correction, and curves too short to fit."""
 
+import dataclasses
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -13,7 +15,8 @@ from ala_fast.catalog import config_identity
 from ala_fast.curves import evaluate as eval_curve, fit_curves
 from ala_fast.learner import (
     CONFIG_PRIOR, HARDWARE_PRIOR, SHORT_RIDGE, SIBLING_PRIOR, Anchors, anchor_only,
-    curve_identities, curve_set, fit_learned, short_curve_residuals, trainable,
+    curve_identities, curve_set, fit_learned, identification_weights, short_curve_residuals,
+    trainable,
 )
 from ala_fast.readers import concat_tables
 from ala_fast.targets import targets_to_params
@@ -54,6 +57,44 @@ def test_anchor_correction_is_config_level_plus_shape_local():
     np.testing.assert_allclose(anchors.correction(_identity("Ponte Vecchio", "mistral-7b"), *q),
                                resid.sum(axis=0) / (4 + HARDWARE_PRIOR), rtol=1e-12)
     np.testing.assert_array_equal(anchors.correction(_identity("H100", "mistral-7b"), *q), 0.0)
+
+
+def test_identification_weights_are_relative_to_the_best_measured_curve():
+    np.testing.assert_allclose(identification_weights(np.array([1, 2, 128, 1])),
+                               [1.0, 0.5, 1 / 128, 1.0])
+    # a table whose sweeps all start at batch 16 weighs its curves equally
+    np.testing.assert_array_equal(identification_weights(np.array([16, 16, 16])), 1.0)
+    np.testing.assert_allclose(identification_weights(np.array([16, 64])), [1.0, 0.25])
+    assert identification_weights(np.array([], np.int64)).size == 0
+
+
+def test_anchor_weights_scale_what_each_sibling_says():
+    ids = [_identity("H100")] * 3 + [_identity("H100", "mistral-7b")]
+    log_ii = np.log([128.0, 512.0, 2048.0, 128.0])
+    log_oo = np.log([128.0, 128.0, 2048.0, 256.0])
+    resid = np.array([[0.4, 0.1, -0.2], [0.2, 0.3, 0.0], [-3.0, 2.0, 5.0], [0.6, -0.1, 0.2]])
+    weight = np.array([1.0, 0.5, 0.0, 1.0])
+    anchors = Anchors(ids, log_ii, log_oo, resid, weight)
+    q = (np.log(300.0), np.log(700.0))
+    rows = [0, 1, 2]
+    r, w0 = resid[rows], weight[rows]
+    level = (w0 @ r) / (w0.sum() + CONFIG_PRIOR)
+    w = w0 * np.exp(-np.abs(log_ii[rows] - q[0]) - np.abs(log_oo[rows] - q[1]))
+    expected = level + (w @ (r - level)) / (w.sum() + SIBLING_PRIOR)
+    np.testing.assert_allclose(anchors.correction(ids[0], *q), expected, rtol=1e-12)
+    # a sibling of weight 0 says nothing: the same as leaving it out
+    without = Anchors([ids[i] for i in (0, 1, 3)], log_ii[[0, 1, 3]], log_oo[[0, 1, 3]],
+                      resid[[0, 1, 3]], weight[[0, 1, 3]])
+    np.testing.assert_allclose(anchors.correction(ids[0], *q), without.correction(ids[0], *q),
+                               rtol=1e-12)
+    # the hardware level (another model on the same device) is weighted the same way
+    other = _identity("H100", "qwen2-7b")
+    np.testing.assert_allclose(anchors.correction(other, *q),
+                               (weight @ resid) / (weight.sum() + HARDWARE_PRIOR), rtol=1e-12)
+    # no weights: every curve counts once
+    plain = Anchors(ids, log_ii, log_oo, resid)
+    np.testing.assert_allclose(plain.correction(ids[0], *q),
+                               Anchors(ids, log_ii, log_oo, resid, np.ones(4)).correction(ids[0], *q))
 
 
 def test_benchmarked_knows_a_configuration_by_spelling_or_entry():
@@ -144,6 +185,34 @@ def test_short_curves_anchor_their_configuration(h100_l40s):
         return np.abs(np.log(pred / y[0])).mean()
 
     assert error_at_points(with_short) < 0.5 * error_at_points(without)
+
+
+def test_a_sweep_that_starts_on_the_plateau_barely_moves_its_siblings(h100_l40s):
+    """Every target goes through the batch-1 throughput T1. A curve first measured at batch 1024
+    knows T1 only as an extrapolation: corrupting it must move the prediction of a sibling
+    request shape far less than the same corruption of a curve measured from batch 1."""
+    curves = curve_set(fit_curves(h100_l40s))
+    ids = curve_identities(curves.keys)
+    train = trainable(curves)
+    measured_from_1 = train[curves.min_batch[train] == 1]
+    # a configuration with at least two such curves: one to corrupt, one to predict
+    by_config: dict = {}
+    for i in measured_from_1:
+        by_config.setdefault(ids[i], []).append(i)
+    corrupt, query = next(v for v in by_config.values() if len(v) >= 2)[:2]
+    known = np.setdiff1d(train, [query])
+
+    def shift_at_query(first_batch: int) -> float:
+        def learn(scale: float):
+            c = dataclasses.replace(curves, a=curves.a.copy(), min_batch=curves.min_batch.copy())
+            t1 = c.c[corrupt] - c.a[corrupt] * np.exp(-c.b[corrupt])
+            c.a[corrupt] = (c.c[corrupt] - t1 * scale) * np.exp(c.b[corrupt])
+            c.min_batch[corrupt] = first_batch
+            return fit_learned(c, known, 0, QUICK).anchored_targets(curves.x[[query]], [ids[query]])
+
+        return float(np.abs(learn(0.05) - learn(1.0)).max())
+
+    assert shift_at_query(1024) < 0.2 * shift_at_query(1)
 
 
 def test_two_spellings_of_one_device_keep_their_own_curves(h100_l40s):

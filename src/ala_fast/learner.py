@@ -82,6 +82,24 @@ def trainable(curves: CurveSet) -> np.ndarray:
     return np.flatnonzero((curves.n_points >= MIN_POINTS_TRAIN) & curves.plausible)
 
 
+def identification_weights(min_batch: np.ndarray) -> np.ndarray:
+    """How well each curve pins its batch-1 throughput: ``m0 / min_batch``, where ``m0`` is
+    the smallest first batch size among the curves given.
+
+    Every target is defined through the batch-1 throughput T1 (:mod:`ala_fast.targets`). A curve
+    measured from batch 1 has T1 among its points; a curve first measured at batch 128 has it
+    only as the fit's extrapolation over two orders of magnitude of batch size, which the
+    points barely constrain (a sweep that starts on the plateau says nothing about batch 1).
+    Such curves still teach the trees and anchor their configuration, with a weight that falls
+    as the extrapolation grows. Relative to the best-measured curve, so a table whose curves all
+    start at the same batch size weighs them equally.
+    """
+    min_batch = np.maximum(np.asarray(min_batch, np.float64), 1.0)
+    if min_batch.size == 0:
+        return min_batch
+    return min_batch.min() / min_batch
+
+
 def params_from_outputs(z: np.ndarray, roof_batch1, roof_knee):
     return targets_to_params(z, roof_batch1, roof_knee)
 
@@ -129,32 +147,39 @@ class Anchors:
     (log ii, log oo) (a shape-local effect, shrunk by ``SIBLING_PRIOR``). A query on known
     hardware without siblings gets the hardware's mean residual, shrunk toward 0. Both lookups try the hardware
     as spelled first and the resolved catalog entry second (``identities`` are
-    ``(config_key, spelling)`` pairs).
+    ``(config_key, spelling)`` pairs). Each curve's residual counts with its ``weights``
+    (default 1; :func:`identification_weights` in training and prediction alike): in the
+    means, in the pseudo-count comparisons and in the shape kernel.
     """
 
     def __init__(self, identities: list[tuple[tuple, str]], log_ii: np.ndarray,
-                 log_oo: np.ndarray, residuals: np.ndarray) -> None:
+                 log_oo: np.ndarray, residuals: np.ndarray,
+                 weights: np.ndarray | None = None) -> None:
         residuals = np.asarray(residuals, np.float64).reshape(len(identities), 3)
-        self.by_config = self._siblings([k for k, _ in identities], log_ii, log_oo, residuals)
-        self.by_spelling = self._siblings(identities, log_ii, log_oo, residuals)
-        self.by_hardware = self._hardware([k[0] for k, _ in identities], residuals)
-        self.by_hardware_spelling = self._hardware([(k[0], s) for k, s in identities], residuals)
+        weights = (np.ones(len(identities)) if weights is None
+                   else np.asarray(weights, np.float64).reshape(len(identities)))
+        self.by_config = self._siblings([k for k, _ in identities], log_ii, log_oo, residuals,
+                                        weights)
+        self.by_spelling = self._siblings(identities, log_ii, log_oo, residuals, weights)
+        self.by_hardware = self._hardware([k[0] for k, _ in identities], residuals, weights)
+        self.by_hardware_spelling = self._hardware([(k[0], s) for k, s in identities], residuals,
+                                                   weights)
 
     @staticmethod
-    def _siblings(keys: list, log_ii, log_oo, residuals) -> dict:
+    def _siblings(keys: list, log_ii, log_oo, residuals, weights) -> dict:
         groups: dict = {}
         for i, key in enumerate(keys):
             groups.setdefault(key, []).append(i)
-        return {key: (log_ii[idx], log_oo[idx], residuals[idx])
+        return {key: (log_ii[idx], log_oo[idx], residuals[idx], weights[idx])
                 for key, idx in ((k, np.array(v)) for k, v in groups.items())}
 
     @staticmethod
-    def _hardware(keys: list, residuals) -> dict:
+    def _hardware(keys: list, residuals, weights) -> dict:
         total: dict = {}
         count: dict = {}
         for i, key in enumerate(keys):
-            total[key] = total.get(key, 0) + residuals[i]
-            count[key] = count.get(key, 0) + 1
+            total[key] = total.get(key, 0) + weights[i] * residuals[i]
+            count[key] = count.get(key, 0) + weights[i]
         return {k: total[k] / (count[k] + HARDWARE_PRIOR) for k in total}
 
     def benchmarked(self, identity: tuple[tuple, str]) -> bool:
@@ -198,10 +223,14 @@ class Anchors:
         if sib is None:
             sib = self.by_config.get(key)
         if sib is not None:
-            level = sib[2].sum(axis=0) / (len(sib[2]) + CONFIG_PRIOR)
-            w = np.exp(-np.abs(sib[0][None, :] - log_ii[:, None])
-                       - np.abs(sib[1][None, :] - log_oo[:, None]))
-            return level + (w @ (sib[2] - level)) / (w.sum(axis=1) + SIBLING_PRIOR)[:, None]
+            log_i, log_o, resid, weight = sib
+            # NumPy reductions, not BLAS products: BLAS may sum in another order when several
+            # threads call it at once, and a prediction must not depend on that
+            level = (weight[:, None] * resid).sum(axis=0) / (weight.sum() + CONFIG_PRIOR)
+            w = weight * np.exp(-np.abs(log_i[None, :] - log_ii[:, None])
+                                - np.abs(log_o[None, :] - log_oo[:, None]))
+            local = (w[:, :, None] * (resid - level)[None, :, :]).sum(axis=1)
+            return level + local / (w.sum(axis=1) + SIBLING_PRIOR)[:, None]
         hw = self.by_hardware_spelling.get((key[0], spelling))
         if hw is None:
             hw = self.by_hardware.get(key[0], np.zeros(3))
@@ -279,7 +308,8 @@ def fit_learned(curves: CurveSet, known: np.ndarray, seed: int, boosting=None) -
     train = np.intersect1d(known, trainable(curves))
     short = np.intersect1d(known, anchor_only(curves))
     z = curves.targets()[train]
-    models = fit_boosted(curves.x[train], z, seed, boosting)
+    models = fit_boosted(curves.x[train], z, seed, boosting,
+                         sample_weight=identification_weights(curves.min_batch[train]))
     resid = z - predict_sklearn(models, curves.x[train])
     if short.size:
         z_short = predict_sklearn(models, curves.x[short])
@@ -291,6 +321,7 @@ def fit_learned(curves: CurveSet, known: np.ndarray, seed: int, boosting=None) -
     anchored = np.concatenate([train, short])
     keys = curves.keys.take(pa.array(anchored))
     anchors = Anchors(curve_identities(keys), np.log(curves.x[anchored, 0]),
-                      np.log(curves.x[anchored, 1]), resid)
+                      np.log(curves.x[anchored, 1]), resid,
+                      identification_weights(curves.min_batch[anchored]))
     devices = known_devices(keys.column("hardware").to_pylist())
     return LearnedParams(models, anchors, train, anchored, resid, devices)

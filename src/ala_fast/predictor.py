@@ -24,7 +24,7 @@ from .curves import evaluate as eval_curve
 from .errors import BundleError, SchemaError, ValidationError
 from .features import FEATURE_NAMES, build_features, config_matrix, roofline_batch1_knee
 from .grouping import group_codes
-from .learner import Anchors, curve_identities
+from .learner import Anchors, curve_identities, identification_weights
 from .onnx_trees import PARALLEL_ROWS, OrtModel, tree_arrays
 from .schema import BATCH_KINDS, CURVE_KEY, validate
 from .targets import T1_FLOOR, TARGET_NAMES, targets_to_params
@@ -238,7 +238,8 @@ class Predictor:
         an = np.flatnonzero(curves.column(anchor_col).to_numpy(zero_copy_only=False))
         resid = np.stack([curves.column(f"residual_{t}").to_numpy() for t in TARGET_NAMES], axis=1)
         self._anchors = Anchors([identities[k] for k in an], np.log(ii[an].astype(float)),
-                                np.log(oo[an].astype(float)), resid[an])
+                                np.log(oo[an].astype(float)), resid[an],
+                                identification_weights(lo_b[an]))
         hardware = curves.column("hardware").to_pylist()
         self._devices = known_devices(hardware[k] for k in an)
         # uncertainty
