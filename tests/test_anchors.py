@@ -215,6 +215,31 @@ def test_a_sweep_that_starts_on_the_plateau_barely_moves_its_siblings(h100_l40s)
     assert shift_at_query(1024) < 0.2 * shift_at_query(1)
 
 
+def test_bundle_carries_the_anchor_weights_training_used(h100_l40s):
+    from ala_fast.bundle import ipc_to_table, table_to_ipc
+    from ala_fast.predictor import CURVES_FILE, Predictor
+
+    predictor = ala_fast.train(h100_l40s, seed=0, boosting=QUICK)
+    curves = predictor.curves
+    anchor = curves.column("anchor").to_numpy(zero_copy_only=False)
+    weight = curves.column("anchor_weight").to_numpy()
+    min_batch = curves.column("min_batch").to_numpy()
+    assert (min_batch[anchor] > 1).any()  # the data hold sweeps that start above batch 1
+    np.testing.assert_allclose(weight[anchor], identification_weights(min_batch[anchor]))
+    assert (weight[~anchor] == 0).all()
+
+    def anchor_weights(p):
+        return np.concatenate([sib[3] for sib in p._anchors.by_config.values()])
+
+    assert sorted(anchor_weights(predictor)) == pytest.approx(sorted(weight[anchor]))
+    # a bundle from before the weights: its anchors count once each, as it was trained
+    files = dict(predictor._files)
+    table = ipc_to_table(files[CURVES_FILE])
+    files[CURVES_FILE] = table_to_ipc(table.drop_columns(["anchor_weight"]))
+    older = Predictor(predictor.manifest, files)
+    assert (anchor_weights(older) == 1.0).all()
+
+
 def test_two_spellings_of_one_device_keep_their_own_curves(h100_l40s):
     """One catalog entry measured as two systems (like Argonne's "Intel Max 1550" and "Intel
     PVC GPU"): each spelling gets its own fitted curves and anchors."""

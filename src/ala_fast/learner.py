@@ -281,6 +281,7 @@ class LearnedParams:
     trained: np.ndarray  # curves the trees learned from
     anchored: np.ndarray  # curves behind the anchors: ``trained`` then the short ones
     residuals: np.ndarray  # residual of each anchored curve (aligned with ``anchored``)
+    weights: np.ndarray  # identification weight of each anchored curve (aligned with ``anchored``)
     devices: tuple[str, ...]  # known hardware, one spelling per catalog entry (transfer.py)
 
     def anchored_targets(self, x: np.ndarray, identities: list[tuple[tuple, str]]) -> np.ndarray:
@@ -320,8 +321,8 @@ def fit_learned(curves: CurveSet, known: np.ndarray, seed: int, boosting=None) -
 
     anchored = np.concatenate([train, short])
     keys = curves.keys.take(pa.array(anchored))
+    weights = identification_weights(curves.min_batch[anchored])
     anchors = Anchors(curve_identities(keys), np.log(curves.x[anchored, 0]),
-                      np.log(curves.x[anchored, 1]), resid,
-                      identification_weights(curves.min_batch[anchored]))
+                      np.log(curves.x[anchored, 1]), resid, weights)
     devices = known_devices(keys.column("hardware").to_pylist())
-    return LearnedParams(models, anchors, train, anchored, resid, devices)
+    return LearnedParams(models, anchors, train, anchored, resid, weights, devices)

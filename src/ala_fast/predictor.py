@@ -24,7 +24,7 @@ from .curves import evaluate as eval_curve
 from .errors import BundleError, SchemaError, ValidationError
 from .features import FEATURE_NAMES, build_features, config_matrix, roofline_batch1_knee
 from .grouping import group_codes
-from .learner import Anchors, curve_identities, identification_weights
+from .learner import Anchors, curve_identities
 from .onnx_trees import PARALLEL_ROWS, OrtModel, tree_arrays
 from .schema import BATCH_KINDS, CURVE_KEY, validate
 from .targets import T1_FLOOR, TARGET_NAMES, targets_to_params
@@ -237,9 +237,11 @@ class Predictor:
         anchor_col = "anchor" if "anchor" in curves.column_names else "trainable"
         an = np.flatnonzero(curves.column(anchor_col).to_numpy(zero_copy_only=False))
         resid = np.stack([curves.column(f"residual_{t}").to_numpy() for t in TARGET_NAMES], axis=1)
+        # each anchor's weight as training used it (bundles from before the weights: 1)
+        weight = (curves.column("anchor_weight").to_numpy()[an]
+                  if "anchor_weight" in curves.column_names else None)
         self._anchors = Anchors([identities[k] for k in an], np.log(ii[an].astype(float)),
-                                np.log(oo[an].astype(float)), resid[an],
-                                identification_weights(lo_b[an]))
+                                np.log(oo[an].astype(float)), resid[an], weight)
         hardware = curves.column("hardware").to_pylist()
         self._devices = known_devices(hardware[k] for k in an)
         # uncertainty

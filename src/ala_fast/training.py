@@ -59,11 +59,14 @@ def train(table: pa.Table, seed: int = 0, loss: str = DEFAULT_LOSS,
     is_train[idx] = True
     is_anchor = np.zeros(len(curves), bool)
     is_anchor[learned.anchored] = True
+    anchor_weight = np.zeros(len(curves))
+    anchor_weight[learned.anchored] = learned.weights
     curves_table = params.replace_schema_metadata(None)
     for j, name in enumerate(TARGET_NAMES):
         curves_table = curves_table.append_column(f"residual_{name}", pa.array(resid[:, j]))
     curves_table = curves_table.append_column("trainable", pa.array(is_train))
     curves_table = curves_table.append_column("anchor", pa.array(is_anchor))
+    curves_table = curves_table.append_column("anchor_weight", pa.array(anchor_weight))
     max_ape = np.minimum(params.column("max_ape").to_numpy(), 99.0)
     curves_table = curves_table.append_column("fit_log_err", pa.array(-np.log1p(-max_ape / 100)))
     keys = params.select(["hardware", "model", "framework"]).to_pydict()
