@@ -147,21 +147,97 @@ def predictor(trtllm):
 
 
 def test_error_model_onnx_parity(predictor, trtllm):
+    from ala_fast.uncertainty import LEVEL_COLUMN, error_output, sigma_from_outputs
+
     keys = trtllm.select(["hardware", "num_devices", "framework", "model", "precision",
-                          "input_tokens", "output_tokens", "batch_kind"]).slice(0, 500)
+                          "input_tokens", "output_tokens", "batch_kind", "batch_size"])
+    keys = keys.take(pa.array(np.arange(0, keys.num_rows, max(1, keys.num_rows // 500))))
     d = keys.to_pydict()
     block = predictor._curve_block(
         list(zip(*(d[c] for c in ("hardware", "num_devices", "framework", "model", "precision", "batch_kind")))),
         np.asarray(d["input_tokens"], float), np.asarray(d["output_tokens"], float))
     err_x = block.err_x
-    bb = trtllm.column("batch_size").to_numpy()[:500].astype(float)
+    bb = np.asarray(d["batch_size"], float)
     ex = np.column_stack([err_x, np.log(bb)])
-    sk = predict_sklearn(predictor.sklearn_error_models, ex)[:, 0]
+    sk = predict_sklearn(predictor.sklearn_error_models, ex)
+    assert sk.shape[1] == 2  # seen-hardware and unseen-hardware outputs
+    column = error_output(err_x[:, LEVEL_COLUMN])
+    assert set(column.tolist()) == {0, 1}  # rows on benchmarked and on unseen hardware
     comp = np.log(predictor.error_sigma(err_x, bb))
     ort = np.log(predictor.error_sigma(err_x, bb, engine="onnxruntime"))
-    floor = np.log(predictor._sigma_floor)
-    np.testing.assert_allclose(comp, np.maximum(sk, floor), atol=1e-4)
+    np.testing.assert_allclose(
+        comp, np.log(sigma_from_outputs(sk, column, predictor._sigma_floor)), atol=1e-4)
     np.testing.assert_allclose(ort, comp, atol=1e-4)
+
+
+def _synthetic_samples(rng, n_curves=60, rows_per_curve=6):
+    """Error samples with every novelty level, errors growing with a feature."""
+    from ala_fast.uncertainty import ERROR_FEATURE_NAMES, LEVEL_COLUMN, ErrorSamples
+
+    width = len(ERROR_FEATURE_NAMES) - 1
+    x = rng.normal(size=(n_curves, width))
+    x[:, LEVEL_COLUMN] = np.arange(n_curves) % 4
+    row_curve = np.repeat(np.arange(n_curves), rows_per_curve)
+    scale = np.exp(0.5 * x[row_curve, 0])
+    return ErrorSamples(np.arange(n_curves) + 100, np.zeros(n_curves, np.int64), x, row_curve,
+                        rng.normal(size=row_curve.size) * 0.1 * scale,
+                        np.tile(2.0 ** np.arange(rows_per_curve), n_curves))
+
+
+def test_seen_hardware_error_model_never_learns_unseen_hardware_errors():
+    """Errors of hold-out rounds on unseen devices only move the unseen-hardware output and
+    the unseen-hardware scores: the seen-hardware error model and its scores stay the same."""
+    from dataclasses import replace
+
+    from ala_fast.uncertainty import (
+        KNOWN_CONFIGURATION, LEVEL_COLUMN, UNSEEN_CONFIGURATION, calibrate, error_output,
+    )
+
+    rng = np.random.default_rng(3)
+    samples = _synthetic_samples(rng)
+    models = np.array([f"m{i % 7}" for i in range(samples.curve.size)])
+    unseen_hw = error_output(samples.x[samples.row_curve, LEVEL_COLUMN]) == 1
+    worse = replace(samples, row_log_ratio=np.where(unseen_hw, 50.0, 1.0) * samples.row_log_ratio)
+    fit_a, scores_a, levels_a, mask_a = calibrate(samples, models, seed=0)
+    fit_b, scores_b, levels_b, mask_b = calibrate(worse, models, seed=0)
+    np.testing.assert_array_equal(mask_a, mask_b)
+    ex = samples.row_features()
+    out_a, out_b = predict_sklearn(fit_a, ex), predict_sklearn(fit_b, ex)
+    np.testing.assert_array_equal(out_a[:, 0], out_b[:, 0])
+    assert np.abs(out_b[:, 1] - out_a[:, 1]).max() > 1.0  # the unseen-hardware output moved
+    for lv in (KNOWN_CONFIGURATION, UNSEEN_CONFIGURATION):
+        np.testing.assert_array_equal(scores_a[levels_a == lv], scores_b[levels_b == lv])
+        assert (levels_a == lv).sum() > 0
+    assert scores_b[levels_b <= 1].max() > 10 * scores_a[levels_a <= 1].max()
+
+
+def test_bundle_error_outputs_are_checked(predictor):
+    """A single-output error model (bundles from before ERROR_OUTPUTS) serves every level; a
+    manifest whose outputs do not match the error model is rejected."""
+    import copy
+
+    from ala_fast.augment import export_onnx
+    from ala_fast.errors import BundleError
+    from ala_fast.predictor import ERROR_ONNX, Predictor
+    from ala_fast.uncertainty import ERROR_FEATURE_NAMES
+
+    manifest = copy.deepcopy(predictor.manifest)
+    manifest["uncertainty"]["error_outputs"] = ["seen_hardware"]
+    with pytest.raises(BundleError, match="outputs"):
+        Predictor(manifest, dict(predictor._files))
+    del manifest["uncertainty"]["error_outputs"]
+    files = dict(predictor._files)
+    files[ERROR_ONNX] = export_onnx(predictor.sklearn_error_models[:1], len(ERROR_FEATURE_NAMES))
+    old = Predictor(manifest, files)
+    block = old._curve_block([("MI300X", 1, "trt-llm", "llama-2-7b", "fp16", "static"),
+                              ("H100", 1, "trt-llm", "llama-2-7b", "fp16", "static")],
+                             np.array([300.0, 300.0]), np.array([128.0, 128.0]))
+    bb = np.array([16.0, 16.0])
+    sk = predict_sklearn(predictor.sklearn_error_models, np.column_stack([block.err_x, np.log(bb)]))
+    np.testing.assert_allclose(np.log(old.error_sigma(block.err_x, bb)),
+                               np.maximum(sk[:, 0], np.log(old._sigma_floor)), atol=1e-4)
+    new = predictor.error_sigma(block.err_x, bb)
+    np.testing.assert_allclose(np.log(new[0]), max(sk[0, 1], np.log(old._sigma_floor)), atol=1e-4)
 
 
 def workload(**kw):

@@ -29,8 +29,9 @@ from .onnx_trees import PARALLEL_ROWS, OrtModel, tree_arrays
 from .schema import BATCH_KINDS, CURVE_KEY, validate
 from .targets import T1_FLOOR, TARGET_NAMES, targets_to_params
 from .uncertainty import (
-    ERROR_FEATURE_NAMES, LEVEL_COLUMN, LEVELS, SIM_FEATURES, UNSEEN_HARDWARE, Scaler,
-    confidence, config_counts, expected_ape, half_width, level_quantiles, similarity_features,
+    ERROR_FEATURE_NAMES, ERROR_OUTPUTS, LEVEL_COLUMN, LEVELS, SIM_FEATURES, UNSEEN_HARDWARE,
+    Scaler, confidence, config_counts, error_output, expected_ape, half_width, level_quantiles,
+    sigma_from_outputs, similarity_features,
 )
 
 SIM_LEVEL = SIM_FEATURES.index("anchor_level")
@@ -280,6 +281,15 @@ class Predictor:
         self._level_code = np.array([names.index(n if n in names else LEVELS[UNSEEN_HARDWARE])
                                      for n in LEVELS], np.float64)
         self._normalised = tuple(bool(flags.get(name, True)) for name in names)
+        # error-model output per bundle level code (bundles before ERROR_OUTPUTS: one output)
+        outputs = u.get("error_outputs", ERROR_OUTPUTS[:1])
+        if list(outputs) not in (list(ERROR_OUTPUTS), list(ERROR_OUTPUTS[:1])) \
+                or len(outputs) != self._error_trees.n_targets:
+            raise BundleError(f"bundle error model: outputs {list(outputs)} with "
+                              f"{self._error_trees.n_targets} trees' targets; this ala_fast "
+                              f"reads {list(ERROR_OUTPUTS)} (or one output, older bundles)")
+        self._error_column = (error_output([LEVELS.index(n) for n in names])
+                              if len(outputs) > 1 else np.zeros(len(names), np.int64))
         self._state_cache: dict[tuple, _CurveState] = {}
         self.set_coverage(coverage)
 
@@ -340,12 +350,13 @@ class Predictor:
                          engine: str = "compiled") -> np.ndarray:
         ex = np.column_stack([curve_x, log_batch])
         if engine == "onnxruntime":
-            log_sigma = self._error_ort_model().predict(ex)[:, 0]
+            log_sigma = self._error_ort_model().predict(ex)
         elif engine == "compiled":
-            log_sigma = self._error_trees.predict(ex)[:, 0]
+            log_sigma = self._error_trees.predict(ex)
         else:
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-        return np.maximum(np.exp(log_sigma), self._sigma_floor)
+        column = self._error_column[ex[:, LEVEL_COLUMN].astype(np.int64)]
+        return sigma_from_outputs(log_sigma, column, self._sigma_floor)
 
     # ------------------------------------------------------------------ per-curve core
     def _curve_block(self, configs_raw: list[tuple], ii: np.ndarray, oo: np.ndarray,

@@ -115,8 +115,8 @@ def _fold_uncertainty(curves: CurveSet, rows_data, train, known, test, rows, pos
     (``train``: those the trees learn from; ``known``: those plus the short anchoring curves)."""
     from .augment import predict_sklearn
     from .uncertainty import (
-        LEVEL_COLUMN, SIGMA_FLOOR, config_counts, expected_ape, fit_uncertainty, half_width,
-        interval, level_quantiles, similarity_features,
+        LEVEL_COLUMN, config_counts, error_output, expected_ape, fit_uncertainty, half_width,
+        interval, level_quantiles, sigma_from_outputs, similarity_features,
     )
 
     unc = fit_uncertainty(curves, rows_data, train, seed, known=known, n_jobs=n_jobs)
@@ -126,8 +126,8 @@ def _fold_uncertainty(curves: CurveSet, rows_data, train, known, test, rows, pos
                               [configs[i] for i in test], config_counts([configs[i] for i in train]))
     bb = rows_data[1][rows]
     ex = np.column_stack([curves.x[test][pos], sim[pos], np.log(bb)])
-    sigma = np.maximum(np.exp(predict_sklearn(unc.error_models, ex)[:, 0]), SIGMA_FLOOR)
     level = ex[:, LEVEL_COLUMN].astype(np.int64)
+    sigma = sigma_from_outputs(predict_sklearn(unc.error_models, ex), error_output(level))
     q = level_quantiles(unc.calibration_scores, unc.calibration_levels, coverage)
     lo, hi = interval(pred, half_width(q, level, sigma))
     return (lo, hi, expected_ape(sigma), sigma, level.astype(np.float64),

@@ -15,7 +15,8 @@ from .predictor import (
     CALIBRATION_FILE, CURVES_FILE, ERROR_ONNX, PARAMS_ONNX, REFERENCE_FILE, Predictor,
 )
 from .uncertainty import (
-    ERROR_FEATURE_NAMES, LEVELS, NORMALISED, SIGMA_FLOOR, fit_uncertainty, level_quantiles,
+    ERROR_FEATURE_NAMES, ERROR_OUTPUTS, LEVELS, NORMALISED, SIGMA_FLOOR, fit_uncertainty,
+    level_quantiles,
 )
 from .readers import concat_tables
 from .schema import CANONICAL_SCHEMA, CURVE_KEY, validate
@@ -101,6 +102,7 @@ def train(table: pa.Table, seed: int = 0, loss: str = DEFAULT_LOSS,
             "calibration_rows_per_level": dict(zip(LEVELS, np.bincount(
                 unc.calibration_levels.astype(np.int64), minlength=len(LEVELS)).tolist())),
             "normalised_scores": dict(zip(LEVELS, NORMALISED)),
+            "error_outputs": list(ERROR_OUTPUTS),
         },
         "metrics": {
             "calibration_q90": dict(zip(

@@ -8,7 +8,10 @@ Training (``fit_uncertainty``)
    to the training rest and the observed errors of its rows.
 2. Error predictor: boosted trees map (curve features, similarity features, log batch size)
    to the typical absolute log error ``sigma`` of a prediction (exported to ONNX like the
-   parameter model).
+   parameter model), one output per ``ERROR_OUTPUTS``: queries on benchmarked hardware get a
+   model that never saw the errors of a hold-out round's unseen device (those are many times
+   larger and, learned together, leaked into seen-hardware rows of the same device), queries
+   on unseen hardware one fitted on every hold-out row.
 3. Mondrian split-conformal calibration, one score set per novelty level (known
    configuration, unseen configuration on known hardware, unseen hardware; the last split in
    two for the error model, with or without the configuration benchmarked on a known device
@@ -272,7 +275,7 @@ def _round_errors(curves, configs: tuple[list, list], train_idx: np.ndarray, kno
 # --------------------------------------------------------------------------- the model
 @dataclass
 class UncertaintyFit:
-    error_models: list  # scikit-learn (one target: log sigma of a row)
+    error_models: list  # scikit-learn, one per ERROR_OUTPUTS (target: log sigma of a row)
     scaler: Scaler
     calibration_scores: np.ndarray
     calibration_levels: np.ndarray  # novelty level (anchor_level) of each calibration score
@@ -297,28 +300,62 @@ UNSEEN_HARDWARE, UNSEEN_HARDWARE_PEER, UNSEEN_CONFIGURATION, KNOWN_CONFIGURATION
 #: so the interval is the spread of device-level errors itself.
 NORMALISED = (False, False, True, True)
 CROSS_FOLDS = 4  # folds of the grouped cross-fit that scores unseen-model rows
+#: outputs of the error model (columns of its ONNX file), chosen by the query's novelty level:
+#: ``seen_hardware`` (known or unseen configuration on benchmarked hardware) is fitted on the
+#: hold-out rows whose hardware the round had seen; ``unseen_hardware`` on every hold-out row
+ERROR_OUTPUTS = ("seen_hardware", "unseen_hardware")
+
+
+def error_output(level) -> np.ndarray:
+    """Column of ERROR_OUTPUTS that serves each novelty level (LEVELS codes)."""
+    level = np.asarray(level, np.int64)
+    return (level <= UNSEEN_HARDWARE_PEER).astype(np.int64)
+
+
+def sigma_from_outputs(log_sigma: np.ndarray, column: np.ndarray,
+                       floor: float = SIGMA_FLOOR) -> np.ndarray:
+    """sigma per row from the error model's outputs (rows x outputs of log sigma): the row's
+    ``column`` (``error_output`` of its level), at least ``floor``."""
+    log_sigma = np.asarray(log_sigma, np.float64)
+    picked = log_sigma[np.arange(log_sigma.shape[0]), np.asarray(column, np.int64)]
+    return np.maximum(np.exp(picked), floor)
 
 
 def fit_uncertainty(curves, table_rows, train_idx: np.ndarray, seed: int,
                     progress: bool | None = False, known: np.ndarray | None = None,
                     n_jobs: int | None = 1) -> UncertaintyFit:
-    """Error samples -> error model + conformal scores, one set per novelty level (Mondrian).
-
-    The error model is fitted on half of the held-out curves. Scores of known-configuration
-    rows (level 2) are ``|log(pred / actual)| / sigma`` on the other half (split conformal).
-    Rows of a held-out model on known hardware (level 1) are scored by a grouped cross-fit: the
-    error model that scores them never saw any sample of that model, as at prediction time for
-    a model not in the training data (a curve-level split would let the error model recognise
-    the held-out model by its descriptors and learn its error size, making the scores too
-    small). Rows of a held-out device (level 0) are scored by ``|log(pred / actual)|`` alone
-    (see NORMALISED). ``known`` (default ``train_idx``) adds the short curves that anchor
-    their configuration without training the trees.
-    """
-    from .augment import BoostingParams, fit_boosted, predict_sklearn
+    """Error samples of the hold-out rounds -> error models + conformal scores
+    (:func:`calibrate`). ``known`` (default ``train_idx``) adds the short curves that anchor
+    their configuration without training the trees."""
     from .catalog import model_id
 
     samples = error_samples(curves, table_rows, train_idx, seed, progress, known=known,
                             n_jobs=n_jobs)
+    keys = curves.keys.take(pa.array(samples.curve))
+    curve_model = np.array([model_id(m) for m in keys.column("model").to_pylist()])
+    models, scores, levels, fit_mask = calibrate(samples, curve_model, seed)
+    nn = samples.x[:, len(FEATURE_NAMES)]
+    return UncertaintyFit(models, Scaler.fit(curves.x[train_idx]), scores, levels,
+                          float(max(np.median(nn), 1e-6)), samples, fit_mask)
+
+
+def calibrate(samples: ErrorSamples, curve_model: np.ndarray, seed: int):
+    """Error models (one per ERROR_OUTPUTS) and conformal scores, one set per novelty level
+    (Mondrian); ``curve_model``: the model name of each sample curve.
+
+    Returns (scikit-learn models, scores sorted ascending, their levels, per sample curve: used
+    to fit the error models). The error models are fitted on half of the held-out curves: the
+    seen-hardware output on those rows whose hardware the round had seen, the unseen-hardware
+    output on all of them. Scores of known-configuration rows are ``|log(pred / actual)| /
+    sigma`` on the other half (split conformal). Rows of a held-out model on known hardware
+    (unseen configuration) are scored by a grouped cross-fit: the error model that scores them
+    never saw any sample of that model, as at prediction time for a model not in the training
+    data (a curve-level split would let the error model recognise the held-out model by its
+    descriptors and learn its error size, making the scores too small). Rows of a held-out
+    device are scored by ``|log(pred / actual)|`` alone (see NORMALISED).
+    """
+    from .augment import BoostingParams, fit_boosted, predict_sklearn
+
     rng = np.random.default_rng(seed)
     # split by curve (all samples of one curve on one side), half to fit, half to calibrate
     uniq = np.unique(samples.curve)
@@ -329,31 +366,32 @@ def fit_uncertainty(curves, table_rows, train_idx: np.ndarray, seed: int,
     target = np.log(np.maximum(abs_err, SIGMA_FLOOR))
     params = BoostingParams(**ERROR_BOOSTING)
     features = samples.row_features()
+    row_level = samples.x[samples.row_curve, LEVEL_COLUMN].astype(np.int64)
+    seen_hw = error_output(row_level) == ERROR_OUTPUTS.index("seen_hardware")
 
     def fit_and_score(fit_rows: np.ndarray, score_rows: np.ndarray):
+        """Seen-hardware error model on ``fit_rows`` of seen hardware; scores of ``score_rows``."""
+        fit_rows = fit_rows[seen_hw[fit_rows]]
         models = fit_boosted(features[fit_rows], target[fit_rows], seed, params)
         sigma = np.maximum(np.exp(predict_sklearn(models, features[score_rows])[:, 0]),
                            SIGMA_FLOOR)
         return models, abs_err[score_rows] / sigma
 
-    row_level = samples.x[samples.row_curve, LEVEL_COLUMN].astype(np.int64)
     models, known = fit_and_score(np.flatnonzero(row_fit),
                                   np.flatnonzero(~row_fit & (row_level == KNOWN_CONFIGURATION)))
+    models = models + fit_boosted(features[row_fit], target[row_fit], seed, params)
     scores, levels = [known], [np.full(known.size, KNOWN_CONFIGURATION)]
     for lv in (UNSEEN_HARDWARE, UNSEEN_HARDWARE_PEER):
         scores.append(abs_err[row_level == lv])
         levels.append(np.full(scores[-1].size, lv))
-    keys = curves.keys.take(pa.array(samples.curve))
-    row_model = np.array([model_id(m) for m in keys.column("model").to_pylist()])[samples.row_curve]
+    row_model = np.asarray(curve_model)[samples.row_curve]
     for fit_rows, score_rows in grouped_cross_fit(row_model, row_level == UNSEEN_CONFIGURATION,
                                                   row_fit, rng):
         scores.append(fit_and_score(fit_rows, score_rows)[1])
         levels.append(np.full(score_rows.size, UNSEEN_CONFIGURATION))
     scores_all, levels_all = np.concatenate(scores), np.concatenate(levels).astype(np.int8)
     order = np.argsort(scores_all, kind="stable")
-    nn = samples.x[:, len(FEATURE_NAMES)]
-    return UncertaintyFit(models, Scaler.fit(curves.x[train_idx]), scores_all[order],
-                          levels_all[order], float(max(np.median(nn), 1e-6)), samples, fit_mask)
+    return models, scores_all[order], levels_all[order], fit_mask
 
 
 def grouped_cross_fit(row_unit: np.ndarray, scored: np.ndarray, usable: np.ndarray,
