@@ -287,6 +287,19 @@ def test_perfect_and_general_tree_layouts_agree(small_predictor, argonne):
     np.testing.assert_array_equal(t.predict(x, layout="perfect"), t.predict(x, layout="general"))
 
 
+def test_one_output_sub_ensemble_is_that_column_bit_for_bit(small_predictor, argonne):
+    x, _ = features.table_features(argonne)
+    t = small_predictor._trees
+    full = t.predict(x)
+    for j in range(t.n_targets):
+        sub = t.only_target(j)
+        assert sub.n_targets == 1 and sub.roots.size == np.sum(t.tree_target == j)
+        for layout in ("perfect", "general"):
+            np.testing.assert_array_equal(sub.predict(x, layout=layout)[:, 0], full[:, j])
+    with pytest.raises(ValueError, match="out of range"):
+        t.only_target(t.n_targets)
+
+
 # ----------------------------------------------------------------------------- plausibility
 def _curve(hardware, model, thpt, ii=512, oo=256, batches=(1, 8, 32, 64)):
     n = len(batches)

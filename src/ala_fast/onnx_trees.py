@@ -38,6 +38,23 @@ class TreeArrays:
     def n_targets(self) -> int:
         return int(self.base.shape[0])
 
+    def only_target(self, target: int) -> "TreeArrays":
+        """The sub-ensemble of one output (its trees in their order: the same sums, bit for
+        bit, as that column of :meth:`predict` on the whole ensemble, at half the work for
+        two outputs)."""
+        if not 0 <= target < self.n_targets:
+            raise ValueError(f"target {target} out of range (ensemble has {self.n_targets})")
+        keep = np.flatnonzero(self.tree_target == target)
+        perfect = self.perfect
+        if perfect is not None:
+            depth, feat, thr, leaf = perfect
+            perfect = (depth, feat[keep], thr[keep], leaf[keep])
+        from dataclasses import replace
+
+        return replace(self, roots=self.roots[keep],
+                       tree_target=np.zeros(keep.size, np.int32),
+                       base=self.base[target:target + 1].copy(), perfect=perfect)
+
     def predict(self, x: np.ndarray, parallel: bool | None = None,
                 layout: str = "auto") -> np.ndarray:
         """Raw ensemble output (rows x n_targets, float64) for float32 features.

@@ -290,6 +290,8 @@ class Predictor:
                               f"reads {list(ERROR_OUTPUTS)} (or one output, older bundles)")
         self._error_column = (error_output([LEVELS.index(n) for n in names])
                               if len(outputs) > 1 else np.zeros(len(names), np.int64))
+        # the compiled evaluator runs only the output a row needs
+        self._error_outputs = [self._error_trees.only_target(j) for j in range(len(outputs))]
         self._state_cache: dict[tuple, _CurveState] = {}
         self.set_coverage(coverage)
 
@@ -349,14 +351,20 @@ class Predictor:
     def _error_sigma_log(self, curve_x: np.ndarray, log_batch: np.ndarray,
                          engine: str = "compiled") -> np.ndarray:
         ex = np.column_stack([curve_x, log_batch])
-        if engine == "onnxruntime":
-            log_sigma = self._error_ort_model().predict(ex)
-        elif engine == "compiled":
-            log_sigma = self._error_trees.predict(ex)
-        else:
-            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
         column = self._error_column[ex[:, LEVEL_COLUMN].astype(np.int64)]
-        return sigma_from_outputs(log_sigma, column, self._sigma_floor)
+        if engine == "onnxruntime":
+            return sigma_from_outputs(self._error_ort_model().predict(ex), column,
+                                      self._sigma_floor)
+        if engine != "compiled":
+            raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+        log_sigma = np.empty(ex.shape[0])
+        for j, trees in enumerate(self._error_outputs):
+            rows = np.flatnonzero(column == j)
+            if rows.size == ex.shape[0]:
+                log_sigma = trees.predict(ex)[:, 0]
+            elif rows.size:
+                log_sigma[rows] = trees.predict(ex[rows])[:, 0]
+        return np.maximum(np.exp(log_sigma), self._sigma_floor)
 
     # ------------------------------------------------------------------ per-curve core
     def _curve_block(self, configs_raw: list[tuple], ii: np.ndarray, oo: np.ndarray,
