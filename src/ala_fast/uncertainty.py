@@ -308,8 +308,8 @@ ERROR_OUTPUTS = ("seen_hardware", "unseen_hardware")
 
 def error_output(level) -> np.ndarray:
     """Column of ERROR_OUTPUTS that serves each novelty level (LEVELS codes)."""
-    level = np.asarray(level, np.int64)
-    return (level <= UNSEEN_HARDWARE_PEER).astype(np.int64)
+    unseen = np.isin(np.asarray(level, np.int64), (UNSEEN_HARDWARE, UNSEEN_HARDWARE_PEER))
+    return unseen.astype(np.int64)
 
 
 def sigma_from_outputs(log_sigma: np.ndarray, column: np.ndarray,
