@@ -6,6 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+import ala_fast
 from ala_fast.cli import main
 
 from .conftest import TRTLLM
@@ -47,7 +48,11 @@ def test_fit_train_info(tmp_path, capsys):
     assert "fitted 385 curves" in capsys.readouterr().out
     assert (tmp_path / "p.csv").stat().st_size > 0
     assert main(["info"]) == 0
-    assert "training" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "training" in out
+    p = ala_fast.load()
+    assert f"{p.n_fitted} curves answer with their own fit; {p.n_implausible} with" in out
+    assert p.n_implausible == sum(p.curves.column("above_roofline").to_pylist()) > 0
 
 
 def test_fit_rejects_non_table(tmp_path, capsys):

@@ -340,3 +340,41 @@ def test_curves_above_the_roofline_are_flagged_and_not_trained_on(trtllm, argonn
     assert not any(ala_fast.fit_curves(trtllm).column("above_roofline").to_pylist())
     p = ala_fast.fit_curves(argonne)
     assert 0 < sum(p.column("above_roofline").to_pylist()) < 0.05 * p.num_rows
+
+
+def test_implausible_benchmarked_curves_are_not_served_as_fitted():
+    """A benchmarked curve with a measurement beyond twice the roofline ceiling (a failed run:
+    the default bundle holds Argonne's, e.g. 46,000 tokens/s for GPT-J on one GH200) answers
+    like an unbenchmarked shape of its configuration, under the roofline; its plausible
+    siblings stay fitted."""
+    from ala_fast.features import table_features, throughput_ceiling
+    from ala_fast.predictor import served_as_fitted
+
+    p = ala_fast.load()
+    flagged = np.array(p.curves.column("above_roofline").to_pylist())
+    long_enough = p.curves.column("n_points").to_numpy() >= p.manifest["min_points_fitted"]
+    assert flagged.sum() > 0
+    np.testing.assert_array_equal(served_as_fitted(p.curves, p.manifest["min_points_fitted"]),
+                                  long_enough & ~flagged)
+    # a bundle from before the flag trusts every long enough curve
+    old = p.curves.drop_columns(["above_roofline"])
+    np.testing.assert_array_equal(served_as_fitted(old, p.manifest["min_points_fitted"]), long_enough)
+    bad = p.curves.filter(pa.array(flagged))
+    rows = {c: bad.column(c).to_pylist() for c in (
+        "hardware", "num_devices", "framework", "model", "precision", "input_tokens",
+        "output_tokens", "batch_kind")}
+    rows["batch_size"] = [1] * bad.num_rows
+    w = pa.table(rows)
+    out = p.predict(w)
+    assert out.column("basis").to_pylist() == ["learned"] * bad.num_rows
+    ceiling = throughput_ceiling(table_features(ala_fast.validate(w, require_throughput=False))[0], np.ones(bad.num_rows))
+    thpt = out.column("throughput").to_numpy()
+    known = np.isfinite(ceiling)
+    assert known.any() and (thpt[known] < ceiling[known]).all()
+    fitted_c = bad.column("c").to_numpy()
+    assert (thpt < 0.5 * fitted_c).all()
+    for i in range(bad.num_rows):  # the hot path agrees
+        one = p.predict_one(**{k: v[i] for k, v in rows.items()})
+        assert one.basis == "learned" and one.throughput == pytest.approx(thpt[i], rel=1e-9)
+    sibling = dict({k: v[0] for k, v in rows.items()}, input_tokens=128, output_tokens=128)
+    assert p.predict(pa.table({k: [v] for k, v in sibling.items()})).column("basis")[0].as_py() == "fitted"

@@ -168,6 +168,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"format      {m['format_version']}   loss {m['loss']}   seed {m['seed']}")
     print(f"training    {t['rows']} rows, {t['curves']} curves ({t['curves_trained']} trained), "
           f"sha256 {t['digest_sha256'][:16]}...")
+    print(f"served      {p.n_fitted} curves answer with their own fit; {p.n_implausible} with a "
+          "measurement above the roofline ceiling are predicted instead")
     print(f"hardware    {', '.join(t['hardware'])}")
     print(f"models      {', '.join(t['models'])}")
     print(f"frameworks  {', '.join(t['frameworks'])}")

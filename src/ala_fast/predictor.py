@@ -226,10 +226,14 @@ class Predictor:
         a, b, c = (curves.column(n).to_numpy() for n in "abc")
         env = curves.column("fit_log_err").to_numpy()
         lo_b, hi_b = curves.column("min_batch").to_numpy(), curves.column("max_batch").to_numpy()
-        # a benchmarked curve answers for its hardware spelling first, its catalog entry second
+        # a benchmarked curve answers for its hardware spelling first, its catalog entry second;
+        # one whose measurements beat the roofline ceiling (a failed run, see fit_curves) is
+        # not trusted as an answer: it is predicted like any unbenchmarked curve
+        served = served_as_fitted(curves, manifest["min_points_fitted"])
         self._fitted: dict[tuple, tuple[tuple[float, float, float], tuple[float, int, int]]] = {}
-        self._n_fitted = int((n_points >= manifest["min_points_fitted"]).sum())
-        for k in np.flatnonzero(n_points >= manifest["min_points_fitted"]):
+        self.n_fitted = int(served.sum())
+        self.n_implausible = int((n_points >= manifest["min_points_fitted"]).sum()) - self.n_fitted
+        for k in np.flatnonzero(served):
             fit = ((a[k], b[k], c[k]), (float(env[k]), int(lo_b[k]), int(hi_b[k])))
             self._fitted.setdefault((identities[k], int(ii[k]), int(oo[k])), fit)
             self._fitted.setdefault((configs[k], int(ii[k]), int(oo[k])), fit)
@@ -448,7 +452,8 @@ class Predictor:
         Returns the input columns (as given: same order and types) followed by ``throughput`` (output tokens/s), ``latency_s``
         (output_tokens * batch_size / throughput), ``lower`` / ``upper`` (the interval at the
         predictor's coverage), ``expected_ape`` (%), ``confidence`` (0..1) and ``basis``
-        ("fitted" when that exact curve was benchmarked, else "learned"). An input
+        ("fitted" when that exact curve was benchmarked with plausible measurements, else
+        "learned"; see :func:`served_as_fitted`). An input
         ``throughput`` column is kept as ``measured_throughput``.
 
         Intervals of learned predictions are split-conformal (calibrated on hold-out curves);
@@ -582,7 +587,18 @@ class Predictor:
     def __repr__(self) -> str:
         m = self.manifest
         return (f"Predictor({m.get('training', {}).get('curves', '?')} curves, "
-                f"{self._n_fitted} fitted, loss={m.get('loss')}, seed={m.get('seed')})")
+                f"{self.n_fitted} fitted, {self.n_implausible} implausible not served, "
+                f"loss={m.get('loss')}, seed={m.get('seed')})")
+
+
+def served_as_fitted(curves: pa.Table, min_points: int) -> np.ndarray:
+    """Which curves of a bundle's curve table answer with their own fit (``basis = "fitted"``):
+    at least ``min_points`` batch sizes and no measurement above the roofline ceiling
+    (``above_roofline``; bundles without that column trust every long enough curve)."""
+    served = curves.column("n_points").to_numpy() >= min_points
+    if "above_roofline" in curves.column_names:
+        served &= ~curves.column("above_roofline").to_numpy(zero_copy_only=False)
+    return served
 
 
 def load(path: str | Path | None = None, coverage: float = 0.9) -> Predictor:
