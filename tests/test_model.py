@@ -378,3 +378,83 @@ def test_implausible_benchmarked_curves_are_not_served_as_fitted():
         assert one.basis == "learned" and one.throughput == pytest.approx(thpt[i], rel=1e-9)
     sibling = dict({k: v[0] for k, v in rows.items()}, input_tokens=128, output_tokens=128)
     assert p.predict(pa.table({k: [v] for k, v in sibling.items()})).column("basis")[0].as_py() == "fitted"
+
+
+def _curve_rows(curves: pa.Table, k: int, batch_sizes) -> pa.Table:
+    key = {c: curves.column(c)[k].as_py() for c in (
+        "hardware", "num_devices", "framework", "model", "precision", "input_tokens",
+        "output_tokens", "batch_kind")}
+    return pa.table({**{c: [v] * len(batch_sizes) for c, v in key.items()},
+                     "batch_size": list(batch_sizes)})
+
+
+def test_served_curves_continue_along_the_learned_shape_off_their_range(small_predictor):
+    """Inside its measured batch sizes a served curve is its fit; beyond them the stored
+    continuation, scaled to meet the fit at the edge (NumPy reference); a bundle without the
+    continuation extrapolates the fit; predict_one agrees with predict."""
+    from ala_fast.predictor import CONTINUATION_COLUMNS, Predictor
+
+    p = small_predictor
+    cv = p.curves
+    served = np.flatnonzero(cv.column("trainable").to_numpy(zero_copy_only=False))
+    cont = np.column_stack([cv.column(n).to_numpy(zero_copy_only=False)
+                            for n in CONTINUATION_COLUMNS])
+    assert np.isfinite(cont[served]).all()
+    others = np.setdiff1d(np.arange(cv.num_rows), served)
+    assert np.isnan(cont[others]).all()
+    curve = lambda abc, bb: abc[2] - abc[0] * np.exp(-abc[1] * bb)  # noqa: E731
+    checked = 0
+    for k in served[:: max(1, served.size // 12)]:
+        lo, hi = cv.column("min_batch")[k].as_py(), cv.column("max_batch")[k].as_py()
+        fit = tuple(cv.column(n)[k].as_py() for n in "abc")
+        inside = np.unique(np.linspace(lo, hi, 5).round()).astype(int)
+        beyond = np.array([hi + 1, 2 * hi, 8 * hi] + ([max(1, lo // 2)] if lo > 1 else []))
+        out = p.predict(_curve_rows(cv, k, list(inside) + list(beyond)))
+        thpt = out.column("throughput").to_numpy()
+        assert set(out.column("basis").to_pylist()) == {"fitted"}
+        np.testing.assert_allclose(thpt[:inside.size], np.maximum(curve(fit, inside), 1e-3 * fit[2]),
+                                   rtol=1e-12)
+        edge = np.where(beyond < lo, lo, hi)
+        expected = curve(cont[k], beyond) * curve(fit, edge) / curve(cont[k], edge)
+        np.testing.assert_allclose(thpt[inside.size:], np.maximum(expected, 1e-3 * fit[2]),
+                                   rtol=1e-10)
+        for j, bb in enumerate(list(inside) + list(beyond)):
+            one = p.predict_one(**{c: out.column(c)[j].as_py() for c in (
+                "hardware", "num_devices", "framework", "model", "precision", "input_tokens",
+                "output_tokens", "batch_kind")}, batch_size=int(bb))
+            assert one.throughput == pytest.approx(thpt[j], rel=1e-12)
+        checked += 1
+    assert checked >= 5
+    # a bundle from before the continuation extrapolates the fit itself
+    files = _bundle_files(p)
+    from ala_fast.bundle import ipc_to_table, table_to_ipc
+
+    files["curves.arrow"] = table_to_ipc(ipc_to_table(files["curves.arrow"]).drop_columns(
+        list(CONTINUATION_COLUMNS)))
+    legacy = Predictor(p.manifest, files)
+    k = served[0]
+    hi = cv.column("max_batch")[k].as_py()
+    fit = tuple(cv.column(n)[k].as_py() for n in "abc")
+    got = legacy.predict(_curve_rows(cv, k, [4 * hi])).column("throughput")[0].as_py()
+    assert got == pytest.approx(max(curve(fit, 4 * hi), 1e-3 * fit[2]), rel=1e-12)
+
+
+def _bundle_files(p):
+    import tempfile
+
+    from ala_fast.bundle import read_bundle
+
+    with tempfile.TemporaryDirectory() as d:
+        p.save(f"{d}/b")
+        return dict(read_bundle(f"{d}/b")[1])
+
+
+def test_p2_learned_continuation_beats_the_fit_of_the_measured_half(trtllm):
+    """P2 on the TensorRT-LLM sweep: the predictor's rule (fit where measured, learned
+    continuation beyond) against extrapolating the fit of the smaller half."""
+    from ala_fast.evaluate import protocol_p2, protocol_p2_ala_fast
+
+    mine, fit = protocol_p2_ala_fast(trtllm), protocol_p2(trtllm)
+    assert mine["rows"] == fit["rows"] > 1000 and mine["curves"] == fit["curves"]
+    assert mine["median_ape"] < 0.6 * fit["median_ape"]
+    assert mine["p90_ape"] < 0.7 * fit["p90_ape"]

@@ -64,6 +64,61 @@ def protocol_p2(table: pa.Table, loss: str = DEFAULT_LOSS) -> dict:
     return {"protocol": "P2", "loss": loss, "curves": len(sizes), **ape_summary(ape(pred, ty))}
 
 
+def _halves(x: np.ndarray, y: np.ndarray, off: np.ndarray, k: int):
+    """The smaller ceil(n/2) batch sizes of curve ``k`` (the measured half) and the rest."""
+    cx, cy = x[off[k]:off[k + 1]], y[off[k]:off[k + 1]]
+    h = (cx.size + 1) // 2
+    return cx[:h], cy[:h], cx[h:], cy[h:]
+
+
+def protocol_p2_ala_fast(table: pa.Table, seed: int = 0, loss: str = DEFAULT_LOSS) -> dict:
+    """P2 as the predictor answers it: each curve (>= 4 batch sizes) known only at its smaller
+    half, every other curve known in full.
+
+    A half of >= ``MIN_POINTS_TRAIN`` batch sizes is served as fitted, and beyond its largest
+    measured batch it continues along the learned continuation scaled to meet the fit there
+    (:func:`learner.extrapolation_targets`, :func:`learner.continuation_scales`, the rule of
+    ``Predictor``); a shorter half is a short curve, answered by the learned curve moved
+    toward its points (the same ridge fit). The learned prior of a curve comes from a model
+    whose P1 fold left that curve out, as in training.
+    """
+    from .learner import (
+        MIN_POINTS_TRAIN, anchor_only, continuation_scales, curve_set, extrapolation_targets,
+        trainable,
+    )
+    from .curves import fit_curves
+    from .targets import T1_FLOOR, targets_to_params
+
+    table = validate(table, require_throughput=True, where="P2")
+    curves = curve_set(fit_curves(table, loss=loss))
+    x, y, off = _curves(table)  # segment k is curve k (group_codes order)
+    elig = np.flatnonzero(np.diff(off) >= MIN_POINTS_EVAL)
+    if elig.size == 0:
+        return {"protocol": "P2", "loss": loss, "curves": 0, **ape_summary(np.zeros(0))}
+    halves = [_halves(x, y, off, k) for k in elig]
+    known = np.union1d(trainable(curves), anchor_only(curves))
+    z = extrapolation_targets(curves, elig, known, [h[0] for h in halves],
+                              [h[1] for h in halves], seed)
+    cont = targets_to_params(z, curves.roof_batch1[elig], curves.roof_knee[elig])
+    sizes = np.array([h[0].size for h in halves])
+    fit = fit_segments(np.concatenate([h[0] for h in halves]),
+                       np.concatenate([h[1] for h in halves]),
+                       np.concatenate([[0], np.cumsum(sizes)]), loss)
+    lo = np.array([h[0][0] for h in halves])
+    hi = np.array([h[0][-1] for h in halves])
+    _, s_hi = continuation_scales((fit[:, 0], fit[:, 1], fit[:, 2]), cont, lo, hi)
+    served = sizes >= MIN_POINTS_TRAIN
+    preds, actual = [], []
+    for j, (_, _, tx, ty) in enumerate(halves):
+        p = eval_curve(cont[0][j], cont[1][j], cont[2][j], tx)
+        if served[j]:
+            p = np.maximum(p * s_hi[j], T1_FLOOR * fit[j, 2])
+        preds.append(p)
+        actual.append(ty)
+    return {"protocol": "P2", "loss": loss, "curves": int(elig.size),
+            **ape_summary(ape(np.concatenate(preds), np.concatenate(actual)))}
+
+
 def run_all(paths: list[str], protocols: list[str] | None = None,
             methods: tuple[str, ...] = ("ala_fast", "published", "direct_gbr", "nn_params"),
             seed: int = 0, source: str | None = None, progress: bool = False,
@@ -91,6 +146,8 @@ def run_all(paths: list[str], protocols: list[str] | None = None,
             if proto in ("P0", "P2"):
                 fn = protocol_p0 if proto == "P0" else protocol_p2
                 per_loss = {f"curve fit, loss={loss}": fn(table, loss) for loss in ("l2", "relative")}
+                if proto == "P2" and "ala_fast" in methods:
+                    per_loss["ala_fast"] = protocol_p2_ala_fast(table, seed)
                 r = {"protocol": f"{proto} ({'curve fit' if proto == 'P0' else 'unseen batch sizes'})",
                      "rows": next(iter(per_loss.values()))["rows"],
                      "curves": next(iter(per_loss.values()))["curves"],

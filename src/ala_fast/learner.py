@@ -326,3 +326,45 @@ def fit_learned(curves: CurveSet, known: np.ndarray, seed: int, boosting=None) -
                       np.log(curves.x[anchored, 1]), resid, weights)
     devices = known_devices(keys.column("hardware").to_pylist())
     return LearnedParams(models, anchors, train, anchored, resid, weights, devices)
+
+
+# --------------------------------------------------------------------------- beyond the range
+def extrapolation_targets(curves: CurveSet, curve_idx: np.ndarray, known: np.ndarray,
+                          batches: list[np.ndarray], throughputs: list[np.ndarray], seed: int,
+                          boosting=None) -> np.ndarray:
+    """Targets (rows x 3) of the curve that continues each curve of ``curve_idx`` beyond its
+    measured batch sizes.
+
+    A fit of ``c - a*exp(-b*bb)`` to a few batch sizes pins the curve where it was measured and
+    barely constrains it beyond (the plateau ``c`` of a sweep that never saturated is a guess).
+    The pooled model knows how such curves continue. Each curve gets the learned targets from
+    a model that never saw it (its P1 fold left out, its configuration's other curves anchoring
+    it), moved toward its own measurements by the ridge fit of :func:`short_curve_residuals`
+    (``batches`` / ``throughputs``: the measured points of each curve). The predictor scales
+    this continuation to meet the fitted curve at the edge of the measured range
+    (:func:`continuation_scales`).
+    """
+    from .protocols import folds_p1
+
+    curve_idx = np.asarray(curve_idx, np.int64)
+    z = np.empty((curve_idx.size, 3))
+    fold = folds_p1(curves.keys.take(pa.array(curve_idx)), seed)
+    configs = curve_configs(curves.keys)
+    for f in np.unique(fold):
+        out = curve_idx[fold == f]
+        learned = fit_learned(curves, np.setdiff1d(known, out), seed, boosting)
+        z[fold == f] = learned.predict_targets(curves.x[out], [configs[i] for i in out])
+    return z + short_curve_residuals(z, curves.roof_batch1[curve_idx],
+                                     curves.roof_knee[curve_idx], batches, throughputs)
+
+
+def continuation_scales(fit_abc: tuple, cont_abc: tuple, lo: np.ndarray,
+                        hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Factors that make the continuation equal the fitted curve at the smallest (``lo``) and
+    largest (``hi``) measured batch size: below ``lo`` the prediction is
+    ``continuation(bb) * s_lo``, above ``hi`` ``continuation(bb) * s_hi``."""
+    from .curves import evaluate as eval_curve
+
+    lo, hi = np.asarray(lo, np.float64), np.asarray(hi, np.float64)
+    return tuple(eval_curve(*fit_abc, edge) / np.maximum(eval_curve(*cont_abc, edge), 1e-300)
+                 for edge in (lo, hi))

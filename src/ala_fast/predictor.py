@@ -24,7 +24,7 @@ from .curves import evaluate as eval_curve
 from .errors import BundleError, SchemaError, ValidationError
 from .features import FEATURE_NAMES, build_features, config_matrix, roofline_batch1_knee
 from .grouping import group_codes
-from .learner import Anchors, curve_identities
+from .learner import Anchors, continuation_scales, curve_identities
 from .onnx_trees import PARALLEL_ROWS, OrtModel, tree_arrays
 from .schema import BATCH_KINDS, CURVE_KEY, validate
 from .targets import T1_FLOOR, TARGET_NAMES, targets_to_params
@@ -53,6 +53,9 @@ CURVES_FILE = "curves.arrow"
 ERROR_ONNX = "error.onnx"
 REFERENCE_FILE = "reference.arrow"
 CALIBRATION_FILE = "calibration.arrow"
+#: curves.arrow columns: (a, b, c) of each served curve's continuation beyond its measured
+#: batch sizes (learner.extrapolation_targets); bundles without them extrapolate the fit
+CONTINUATION_COLUMNS = ("cont_a", "cont_b", "cont_c")
 ENGINES = ("compiled", "onnxruntime")
 
 
@@ -108,18 +111,22 @@ class _CurveBlock(NamedTuple):
     hi_b: np.ndarray
     err_x: np.ndarray  # error-model inputs without the batch size
     conf: np.ndarray
+    cont: np.ndarray  # rows x 5: continuation (a, b, c) and its scales below lo / above hi
 
 
 class _CurveState:
     """One curve remembered by predict_one: scalars plus a per-batch-size sigma cache."""
 
-    __slots__ = ("block", "a", "b", "c", "fitted", "env", "lo", "hi", "conf", "oo", "engine",
+    __slots__ = ("block", "a", "b", "c", "fitted", "cont", "env", "lo", "hi", "conf", "oo", "engine",
                  "sigmas", "basis", "level")
 
     def __init__(self, block: _CurveBlock, oo: float, engine: str) -> None:
         self.block = block
         self.a, self.b, self.c = float(block.a[0]), float(block.b[0]), float(block.c[0])
         self.fitted = bool(block.fitted[0])
+        k = block.cont[0]
+        self.cont = (tuple(float(v) for v in k) if self.fitted and math.isfinite(k[3])
+                     else None)
         self.env = float(block.env[0])
         self.lo, self.hi = float(block.lo_b[0]), float(block.hi_b[0])
         self.conf = float(block.conf[0])
@@ -131,7 +138,11 @@ class _CurveState:
 
     def predict(self, bb: int, owner: "Predictor") -> Prediction:
         x = float(bb)
-        thpt = self.c - self.a * math.exp(-self.b * x)
+        k = self.cont
+        if k is not None and not self.lo <= x <= self.hi:  # scalar twin of Predictor._rows
+            thpt = (k[2] - k[0] * math.exp(-k[1] * x)) * (k[3] if x < self.lo else k[4])
+        else:
+            thpt = self.c - self.a * math.exp(-self.b * x)
         floor = T1_FLOOR * self.c
         if thpt < floor:
             thpt = floor
@@ -230,11 +241,20 @@ class Predictor:
         # one whose measurements beat the roofline ceiling (a failed run, see fit_curves) is
         # not trusted as an answer: it is predicted like any unbenchmarked curve
         served = served_as_fitted(curves, manifest["min_points_fitted"])
-        self._fitted: dict[tuple, tuple[tuple[float, float, float], tuple[float, int, int]]] = {}
+        # key -> ((a, b, c), (fit envelope, min batch, max batch), continuation row of 5)
+        self._fitted: dict[tuple, tuple[tuple, tuple, np.ndarray]] = {}
         self.n_fitted = int(served.sum())
         self.n_implausible = int((n_points >= manifest["min_points_fitted"]).sum()) - self.n_fitted
+        cont = np.full((curves.num_rows, 5), np.nan)  # NaN: extrapolate the fit itself
+        if all(n in curves.column_names for n in CONTINUATION_COLUMNS):
+            cont[:, :3] = np.column_stack([curves.column(n).to_numpy(zero_copy_only=False)
+                                           for n in CONTINUATION_COLUMNS])
+            has = np.flatnonzero(served & np.isfinite(cont[:, :3]).all(axis=1))
+            cont[has, 3], cont[has, 4] = continuation_scales(
+                (a[has], b[has], c[has]), tuple(cont[has, j] for j in range(3)),
+                lo_b[has], hi_b[has])
         for k in np.flatnonzero(served):
-            fit = ((a[k], b[k], c[k]), (float(env[k]), int(lo_b[k]), int(hi_b[k])))
+            fit = ((a[k], b[k], c[k]), (float(env[k]), int(lo_b[k]), int(hi_b[k])), cont[k])
             self._fitted.setdefault((identities[k], int(ii[k]), int(oo[k])), fit)
             self._fitted.setdefault((configs[k], int(ii[k]), int(oo[k])), fit)
         tr = np.flatnonzero(curves.column("trainable").to_numpy(zero_copy_only=False))
@@ -385,11 +405,12 @@ class Predictor:
         a, b, c = np.empty(n), np.empty(n), np.empty(n)
         env, lo_b, hi_b = np.zeros(n), np.zeros(n), np.zeros(n)
         fitted = np.zeros(n, bool)
+        cont = np.full((n, 5), np.nan)
         for i, (identity, key) in enumerate(zip(identities, configs)):
             shape = (int(ii[i]), int(oo[i]))
             hit = self._fitted.get((identity, *shape)) or self._fitted.get((key, *shape))
             if hit is not None:
-                (a[i], b[i], c[i]), (env[i], lo_b[i], hi_b[i]) = hit
+                (a[i], b[i], c[i]), (env[i], lo_b[i], hi_b[i]), cont[i] = hit
                 fitted[i] = True
         cfg_rows, cfg_index = _distinct(configs_raw)
         cfg = config_matrix(*zip(*cfg_rows)) if cfg_rows else np.zeros((0, 0))
@@ -408,15 +429,21 @@ class Predictor:
                                   self._known_configs, self._reference_norms)
         sim[:, SIM_LEVEL] = self._level_code[sim[:, SIM_LEVEL].astype(np.int64)]
         conf = np.where(fitted, 1.0, confidence(sim[:, 0], self._distance_scale))
-        return _CurveBlock(a, b, c, fitted, env, lo_b, hi_b, np.column_stack([x, sim]), conf)
+        return _CurveBlock(a, b, c, fitted, env, lo_b, hi_b, np.column_stack([x, sim]), conf,
+                           cont)
 
     def _rows(self, block: _CurveBlock, codes: np.ndarray, bb: np.ndarray, oo: np.ndarray,
               engine: str = "compiled") -> dict[str, np.ndarray]:
         """Per-row predictions from per-curve blocks (curve index ``codes`` of each row)."""
         thpt = eval_curve(block.a[codes], block.b[codes], block.c[codes], bb)
-        thpt = np.maximum(thpt, T1_FLOOR * block.c[codes])  # fitted curves can dip off range
         fit_row = block.fitted[codes]
         in_range = fit_row & (bb >= block.lo_b[codes]) & (bb <= block.hi_b[codes])
+        beyond = np.flatnonzero(fit_row & ~in_range & np.isfinite(block.cont[codes, 3]))
+        if beyond.size:  # a served curve continues along its learned shape off its range
+            k = block.cont[codes[beyond]]
+            scale = np.where(bb[beyond] < block.lo_b[codes[beyond]], k[:, 3], k[:, 4])
+            thpt[beyond] = eval_curve(k[:, 0], k[:, 1], k[:, 2], bb[beyond]) * scale
+        thpt = np.maximum(thpt, T1_FLOOR * block.c[codes])  # fitted curves can dip off range
         need = np.flatnonzero(~in_range)
         sigma = np.maximum(block.env[codes], self._sigma_floor)
         half = sigma.copy()
@@ -456,6 +483,8 @@ class Predictor:
         "learned"; see :func:`served_as_fitted`). An input
         ``throughput`` column is kept as ``measured_throughput``.
 
+        A fitted curve answers with its fit inside its measured batch sizes and beyond them
+        with its learned continuation scaled to meet the fit at the edge (``CONTINUATION_COLUMNS``).
         Intervals of learned predictions are split-conformal (calibrated on hold-out curves);
         a fitted curve inside its measured batch range gets the envelope of its own fit
         residuals, and outside that range the wider of that envelope and the learned interval.

@@ -9,10 +9,13 @@ from .augment import BoostingParams, export_onnx
 from .bundle import dependency_versions, table_digest, table_to_ipc
 from .curves import DEFAULT_LOSS, PUBLISHED_BOUNDS, fit_curves
 from .features import FEATURE_NAMES, N_FEATURES
-from .learner import MIN_POINTS_TRAIN, anchor_only, curve_set, fit_learned, trainable
+from .learner import (
+    MIN_POINTS_TRAIN, anchor_only, curve_set, extrapolation_targets, fit_learned, trainable,
+)
 from .grouping import group_codes
 from .predictor import (
-    CALIBRATION_FILE, CURVES_FILE, ERROR_ONNX, PARAMS_ONNX, REFERENCE_FILE, Predictor,
+    CALIBRATION_FILE, CONTINUATION_COLUMNS, CURVES_FILE, ERROR_ONNX, PARAMS_ONNX, REFERENCE_FILE,
+    Predictor,
 )
 from .uncertainty import (
     ERROR_FEATURE_NAMES, ERROR_OUTPUTS, LEVELS, NORMALISED, SIGMA_FLOOR, fit_uncertainty,
@@ -20,7 +23,7 @@ from .uncertainty import (
 )
 from .readers import concat_tables
 from .schema import CANONICAL_SCHEMA, CURVE_KEY, validate
-from .targets import TARGET_NAMES
+from .targets import TARGET_NAMES, targets_to_params
 
 
 def train(table: pa.Table, seed: int = 0, loss: str = DEFAULT_LOSS,
@@ -68,6 +71,17 @@ def train(table: pa.Table, seed: int = 0, loss: str = DEFAULT_LOSS,
     curves_table = curves_table.append_column("trainable", pa.array(is_train))
     curves_table = curves_table.append_column("anchor", pa.array(is_anchor))
     curves_table = curves_table.append_column("anchor_weight", pa.array(anchor_weight))
+    # served curves continue beyond their measured batch sizes along the learned shape
+    by_curve = np.argsort(codes, kind="stable")
+    starts = np.searchsorted(codes[by_curve], np.arange(len(curves) + 1))
+    points = [by_curve[starts[i]:starts[i + 1]] for i in idx]
+    cont = np.full((len(curves), 3), np.nan)
+    cont[idx] = np.column_stack(targets_to_params(
+        extrapolation_targets(curves, idx, learned.anchored, [rows[1][r] for r in points],
+                              [rows[2][r] for r in points], seed, boosting),
+        curves.roof_batch1[idx], curves.roof_knee[idx]))
+    for j, name in enumerate(CONTINUATION_COLUMNS):
+        curves_table = curves_table.append_column(name, pa.array(cont[:, j]))
     max_ape = np.minimum(params.column("max_ape").to_numpy(), 99.0)
     curves_table = curves_table.append_column("fit_log_err", pa.array(-np.log1p(-max_ape / 100)))
     keys = params.select(["hardware", "model", "framework"]).to_pydict()
