@@ -344,6 +344,16 @@ def extrapolation_targets(curves: CurveSet, curve_idx: np.ndarray, known: np.nda
     this continuation to meet the fitted curve at the edge of the measured range
     (:func:`continuation_scales`).
     """
+    curve_idx = np.asarray(curve_idx, np.int64)
+    z = continuation_prior(curves, curve_idx, known, seed, boosting)
+    return z + short_curve_residuals(z, curves.roof_batch1[curve_idx],
+                                     curves.roof_knee[curve_idx], batches, throughputs)
+
+
+def continuation_prior(curves: CurveSet, curve_idx: np.ndarray, known: np.ndarray, seed: int,
+                       boosting=None) -> np.ndarray:
+    """Learned targets of each curve of ``curve_idx`` from a model fitted on ``known`` without
+    that curve's P1 fold (``protocols.folds_p1`` of ``curve_idx``, seeded)."""
     from .protocols import folds_p1
 
     curve_idx = np.asarray(curve_idx, np.int64)
@@ -354,8 +364,7 @@ def extrapolation_targets(curves: CurveSet, curve_idx: np.ndarray, known: np.nda
         out = curve_idx[fold == f]
         learned = fit_learned(curves, np.setdiff1d(known, out), seed, boosting)
         z[fold == f] = learned.predict_targets(curves.x[out], [configs[i] for i in out])
-    return z + short_curve_residuals(z, curves.roof_batch1[curve_idx],
-                                     curves.roof_knee[curve_idx], batches, throughputs)
+    return z
 
 
 def continuation_scales(fit_abc: tuple, cont_abc: tuple, lo: np.ndarray,
