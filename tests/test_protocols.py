@@ -68,3 +68,22 @@ def test_p0_p2_report(trtllm):
 def test_ala_fast_beats_published_on_p1(two_gpus):
     r = protocols.run_protocol(two_gpus, "P1", methods=("ala_fast", "published"))
     assert r["methods"]["ala_fast"]["median_ape"] < r["methods"]["published"]["median_ape"]
+
+
+def test_p2_reports_the_predictors_rule_beside_the_fits(two_gpus, tmp_path):
+    """run_all P2: the ala_fast row (fit + learned continuation) on the same held-out rows as
+    the curve-fit rows, and only when ala_fast is among the methods."""
+    import pyarrow.parquet as pq
+
+    from ala_fast.evaluate import protocol_p2_ala_fast, run_all
+
+    path = tmp_path / "t.parquet"
+    pq.write_table(two_gpus, path)
+    (r,) = run_all([str(path)], protocols=["P2"], methods=("ala_fast",), uncertainty=False)
+    fits = [m for m in r["methods"] if m.startswith("curve fit")]
+    assert len(fits) == 2 and "ala_fast" in r["methods"]
+    direct = protocol_p2_ala_fast(two_gpus)
+    assert r["methods"]["ala_fast"]["median_ape"] == direct["median_ape"]
+    assert direct["rows"] == protocol_p2(two_gpus)["rows"] == r["rows"]
+    (r,) = run_all([str(path)], protocols=["P2"], methods=("nn_params",), uncertainty=False)
+    assert "ala_fast" not in r["methods"]
