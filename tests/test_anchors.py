@@ -279,36 +279,3 @@ def test_batched_corrections_equal_one_query_at_a_time():
                                atol=1e-15)
     assert np.abs(one_by_one).max() > 0 and (one_by_one == 0).all(axis=1).any()
 
-
-def test_continuation_prior_never_sees_its_own_curve(h100_l40s):
-    """extrapolation_targets: a curve's continuation comes from a model whose fold left that
-    curve out, plus the ridge fit to the points passed in. Tripling one curve's fitted plateau
-    (what the trees and anchors would learn from it) leaves its own continuation bit for bit
-    and moves curves of other folds; with its points on the prior curve the ridge adds ~0."""
-    from ala_fast.learner import continuation_prior, extrapolation_targets
-    from ala_fast.protocols import folds_p1
-
-    curves = curve_set(fit_curves(h100_l40s))
-    idx = trainable(curves)
-    known = np.union1d(idx, anchor_only(curves))
-    pts_b = [np.array([1.0, 8.0, 64.0])] * idx.size
-    pts_y = [eval_curve(np.full(3, curves.a[i]), np.full(3, curves.b[i]), np.full(3, curves.c[i]),
-                        pts_b[0]) for i in idx]
-    z = extrapolation_targets(curves, idx, known, pts_b, pts_y, seed=0, boosting=QUICK)
-    k = 3
-    bent = dataclasses.replace(curves, c=curves.c.copy(), a=curves.a.copy())
-    bent.c[idx[k]] *= 3.0
-    bent.a[idx[k]] *= 3.0
-    z_bent = extrapolation_targets(bent, idx, known, pts_b, pts_y, seed=0, boosting=QUICK)
-    assert np.array_equal(z_bent[k], z[k])
-    fold = folds_p1(curves.keys.take(pa.array(idx)), 0)
-    other = fold != fold[k]
-    assert np.abs(z_bent[other] - z[other]).max() > 1e-3
-    # points that lie on the prior itself: the ridge leaves the prior where it is
-    prior = continuation_prior(curves, idx, known, seed=0, boosting=QUICK)
-    assert np.abs(prior - z).max() > 1e-3  # the fitted points did move it
-    a, b, c = targets_to_params(prior, curves.roof_batch1[idx], curves.roof_knee[idx])
-    on_prior = [eval_curve(np.full(3, a[j]), np.full(3, b[j]), np.full(3, c[j]), pts_b[0])
-                for j in range(idx.size)]
-    z_on = extrapolation_targets(curves, idx, known, pts_b, on_prior, seed=0, boosting=QUICK)
-    np.testing.assert_allclose(z_on, prior, atol=1e-6)

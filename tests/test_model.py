@@ -139,7 +139,8 @@ def test_bundle_round_trip_and_corruption(small_predictor, tmp_path, trtllm):
     assert a.equals(b)
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["format_version"] == 1 and set(manifest["files"]) == {
-        "params.onnx", "curves.arrow", "error.onnx", "reference.arrow", "calibration.arrow"}
+        "params.onnx", "curves.arrow", "error.onnx", "reference.arrow", "calibration.arrow",
+        "continuation.arrow"}
     assert manifest["feature_names"] == list(features.FEATURE_NAMES)
 
     bad = tmp_path / "corrupt"
@@ -392,10 +393,18 @@ def test_served_curves_continue_along_the_learned_shape_off_their_range(small_pr
     """Inside its measured batch sizes a served curve is its fit; beyond them the stored
     continuation, scaled to meet the fit at the edge (NumPy reference); a bundle without the
     continuation extrapolates the fit; predict_one agrees with predict."""
-    from ala_fast.predictor import CONTINUATION_COLUMNS, Predictor
+    from ala_fast.bundle import ipc_to_table, table_to_ipc
+    from ala_fast.continuation import band_quantiles, distance_band
+    from ala_fast.predictor import CONTINUATION_COLUMNS, CONTINUATION_FILE, Predictor
 
     p = small_predictor
     cv = p.curves
+    files = _bundle_files(p)
+    beyond_scores = ipc_to_table(files[CONTINUATION_FILE])
+    q = band_quantiles(beyond_scores.column("score").to_numpy(),
+                       beyond_scores.column("distance").to_numpy(), 0.9)
+    floor = p.manifest["uncertainty"]["sigma_floor"]
+    assert np.isfinite(q).all() and beyond_scores.num_rows > 100
     served = np.flatnonzero(cv.column("trainable").to_numpy(zero_copy_only=False))
     cont = np.column_stack([cv.column(n).to_numpy(zero_copy_only=False)
                             for n in CONTINUATION_COLUMNS])
@@ -418,17 +427,32 @@ def test_served_curves_continue_along_the_learned_shape_off_their_range(small_pr
         expected = curve(cont[k], beyond) * curve(fit, edge) / curve(cont[k], edge)
         np.testing.assert_allclose(thpt[inside.size:], np.maximum(expected, 1e-3 * fit[2]),
                                    rtol=1e-10)
+        # beyond the range the interval is the continuation's, by distance band
+        env = max(cv.column("fit_log_err")[k].as_py(), floor)
+        half = np.log(out.column("upper").to_numpy() / thpt)
+        np.testing.assert_allclose(half[:inside.size], env, rtol=1e-9)
+        np.testing.assert_allclose(half[inside.size:],
+                                   np.maximum(env, q[distance_band(np.log(beyond / edge))]),
+                                   rtol=1e-9)
         for j, bb in enumerate(list(inside) + list(beyond)):
             one = p.predict_one(**{c: out.column(c)[j].as_py() for c in (
                 "hardware", "num_devices", "framework", "model", "precision", "input_tokens",
                 "output_tokens", "batch_kind")}, batch_size=int(bb))
             assert one.throughput == pytest.approx(thpt[j], rel=1e-12)
+            assert one.upper == pytest.approx(out.column("upper")[j].as_py(), rel=1e-12)
+            assert one.expected_ape == pytest.approx(out.column("expected_ape")[j].as_py(),
+                                                     rel=1e-12)
         checked += 1
     assert checked >= 5
-    # a bundle from before the continuation extrapolates the fit itself
-    files = _bundle_files(p)
-    from ala_fast.bundle import ipc_to_table, table_to_ipc
+    # a bundle whose distance bands are not this ala_fast's is rejected
+    import copy
 
+    bad = copy.deepcopy(p.manifest)
+    bad["continuation"]["distance_edges"] = [0.5, 1.0]
+    with pytest.raises(ala_fast.BundleError, match="distance bands"):
+        Predictor(bad, files)
+    # a bundle from before the continuation extrapolates the fit itself
+    files.pop(CONTINUATION_FILE)
     files["curves.arrow"] = table_to_ipc(ipc_to_table(files["curves.arrow"]).drop_columns(
         list(CONTINUATION_COLUMNS)))
     legacy = Predictor(p.manifest, files)
@@ -451,10 +475,13 @@ def _bundle_files(p):
 
 def test_p2_learned_continuation_beats_the_fit_of_the_measured_half(trtllm):
     """P2 on the TensorRT-LLM sweep: the predictor's rule (fit where measured, learned
-    continuation beyond) against extrapolating the fit of the smaller half."""
+    continuation beyond) against extrapolating the fit of the smaller half, and the coverage
+    of its interval."""
     from ala_fast.evaluate import protocol_p2, protocol_p2_ala_fast
 
     mine, fit = protocol_p2_ala_fast(trtllm), protocol_p2(trtllm)
     assert mine["rows"] == fit["rows"] > 1000 and mine["curves"] == fit["curves"]
     assert mine["median_ape"] < 0.6 * fit["median_ape"]
     assert mine["p90_ape"] < 0.7 * fit["p90_ape"]
+    # the interval beyond the range, cross-fitted over P1 folds, covers about what it says
+    assert 0.85 <= mine["coverage"] <= 0.95 and mine["rel_width"] < 1.0

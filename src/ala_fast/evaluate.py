@@ -12,6 +12,7 @@ import pyarrow as pa
 from .curves import DEFAULT_LOSS, evaluate as eval_curve, fit_segments
 from .grouping import group_codes, segments
 from .metrics import ape, ape_summary
+from .report_tables import EXTRA_COLUMNS
 from .schema import CURVE_KEY, validate
 
 MIN_POINTS_EVAL = 4
@@ -64,59 +65,51 @@ def protocol_p2(table: pa.Table, loss: str = DEFAULT_LOSS) -> dict:
     return {"protocol": "P2", "loss": loss, "curves": len(sizes), **ape_summary(ape(pred, ty))}
 
 
-def _halves(x: np.ndarray, y: np.ndarray, off: np.ndarray, k: int):
-    """The smaller ceil(n/2) batch sizes of curve ``k`` (the measured half) and the rest."""
-    cx, cy = x[off[k]:off[k + 1]], y[off[k]:off[k + 1]]
-    h = (cx.size + 1) // 2
-    return cx[:h], cy[:h], cx[h:], cy[h:]
+def protocol_p2_ala_fast(table: pa.Table, seed: int = 0, loss: str = DEFAULT_LOSS,
+                         coverage: float = 0.9) -> dict:
+    """P2 as the predictor answers it (:func:`continuation.holdout`): each curve (>= 4 batch
+    sizes) known only at its smaller half, every other curve known in full; the learned prior
+    of a curve comes from a model whose P1 fold left that curve out, as in training.
 
-
-def protocol_p2_ala_fast(table: pa.Table, seed: int = 0, loss: str = DEFAULT_LOSS) -> dict:
-    """P2 as the predictor answers it: each curve (>= 4 batch sizes) known only at its smaller
-    half, every other curve known in full.
-
-    A half of >= ``MIN_POINTS_TRAIN`` batch sizes is served as fitted, and beyond its largest
-    measured batch it continues along the learned continuation scaled to meet the fit there
-    (:func:`learner.extrapolation_targets`, :func:`learner.continuation_scales`, the rule of
-    ``Predictor``); a shorter half is a short curve, answered by the learned curve moved
-    toward its points (the same ridge fit). The learned prior of a curve comes from a model
-    whose P1 fold left that curve out, as in training.
+    The interval is calibrated as in training (:func:`continuation.band_quantiles`) but
+    cross-fitted: the rows of one P1 fold get the quantiles of the other folds' rows. Reports
+    coverage, mean / median relative width and the rank correlation of ``expected_ape`` with
+    the actual APE, as P1 and P3 do.
     """
-    from .learner import (
-        MIN_POINTS_TRAIN, anchor_only, continuation_scales, curve_set, extrapolation_targets,
-        trainable,
+    from .continuation import (
+        band_quantiles, band_typical_error, continuation_prior, distance_band, holdout,
     )
     from .curves import fit_curves
-    from .targets import T1_FLOOR, targets_to_params
+    from .learner import anchor_only, curve_set, trainable
+    from .metrics import spearman
+    from .protocols import folds_p1
+    from .uncertainty import SIGMA_FLOOR, expected_ape
 
     table = validate(table, require_throughput=True, where="P2")
     curves = curve_set(fit_curves(table, loss=loss))
-    x, y, off = _curves(table)  # segment k is curve k (group_codes order)
+    x, y, off = _curves(table)  # segment k is curve k (group_codes order), batch sizes sorted
     elig = np.flatnonzero(np.diff(off) >= MIN_POINTS_EVAL)
     if elig.size == 0:
         return {"protocol": "P2", "loss": loss, "curves": 0, **ape_summary(np.zeros(0))}
-    halves = [_halves(x, y, off, k) for k in elig]
     known = np.union1d(trainable(curves), anchor_only(curves))
-    z = extrapolation_targets(curves, elig, known, [h[0] for h in halves],
-                              [h[1] for h in halves], seed)
-    cont = targets_to_params(z, curves.roof_batch1[elig], curves.roof_knee[elig])
-    sizes = np.array([h[0].size for h in halves])
-    fit = fit_segments(np.concatenate([h[0] for h in halves]),
-                       np.concatenate([h[1] for h in halves]),
-                       np.concatenate([[0], np.cumsum(sizes)]), loss)
-    lo = np.array([h[0][0] for h in halves])
-    hi = np.array([h[0][-1] for h in halves])
-    _, s_hi = continuation_scales((fit[:, 0], fit[:, 1], fit[:, 2]), cont, lo, hi)
-    served = sizes >= MIN_POINTS_TRAIN
-    preds, actual = [], []
-    for j, (_, _, tx, ty) in enumerate(halves):
-        p = eval_curve(cont[0][j], cont[1][j], cont[2][j], tx)
-        if served[j]:
-            p = np.maximum(p * s_hi[j], T1_FLOOR * fit[j, 2])
-        preds.append(p)
-        actual.append(ty)
-    return {"protocol": "P2", "loss": loss, "curves": int(elig.size),
-            **ape_summary(ape(np.concatenate(preds), np.concatenate(actual)))}
+    prior = continuation_prior(curves, elig, known, seed)
+    h = holdout(curves, elig, prior, [x[off[k]:off[k + 1]] for k in elig],
+                [y[off[k]:off[k + 1]] for k in elig], loss)
+    fold = folds_p1(curves.keys.take(pa.array(elig)), seed)[h.curve]
+    scores, band = h.scores(), distance_band(h.distance)
+    half, sigma = np.empty(scores.size), np.empty(scores.size)
+    for f in np.unique(fold):
+        rest = fold != f
+        half[~rest] = band_quantiles(scores[rest], h.distance[rest], coverage)[band[~rest]]
+        sigma[~rest] = np.maximum(band_typical_error(scores[rest], h.distance[rest]),
+                                  SIGMA_FLOOR)[band[~rest]]
+    err = ape(h.pred, h.actual)
+    lo, hi = h.pred * np.exp(-half), h.pred * np.exp(half)
+    width = (hi - lo) / h.pred
+    return {"protocol": "P2", "loss": loss, "curves": int(elig.size), **ape_summary(err),
+            "coverage": float(np.mean((h.actual >= lo) & (h.actual <= hi))),
+            "rel_width": float(np.mean(width)), "median_rel_width": float(np.median(width)),
+            "rank_corr": spearman(expected_ape(sigma), err)}
 
 
 def run_all(paths: list[str], protocols: list[str] | None = None,
@@ -151,8 +144,8 @@ def run_all(paths: list[str], protocols: list[str] | None = None,
                 r = {"protocol": f"{proto} ({'curve fit' if proto == 'P0' else 'unseen batch sizes'})",
                      "rows": next(iter(per_loss.values()))["rows"],
                      "curves": next(iter(per_loss.values()))["curves"],
-                     "methods": {k: {kk: vv for kk, vv in v.items() if kk.endswith("_ape")}
-                                 for k, v in per_loss.items()}}
+                     "methods": {k: {kk: vv for kk, vv in v.items() if kk.endswith("_ape")
+                                     or kk in EXTRA_COLUMNS} for k, v in per_loss.items()}}
             else:
                 by = "model" if proto == "P3-model" else "hardware"
                 r = run_protocol(table, proto[:2], seed=seed, methods=methods, by=by,

@@ -24,7 +24,10 @@ from .curves import evaluate as eval_curve
 from .errors import BundleError, SchemaError, ValidationError
 from .features import FEATURE_NAMES, build_features, config_matrix, roofline_batch1_knee
 from .grouping import group_codes
-from .learner import Anchors, continuation_scales, curve_identities
+from .continuation import (
+    DISTANCE_EDGES, band_quantiles, band_typical_error, continuation_scales, distance_band,
+)
+from .learner import Anchors, curve_identities
 from .onnx_trees import PARALLEL_ROWS, OrtModel, tree_arrays
 from .schema import BATCH_KINDS, CURVE_KEY, validate
 from .targets import T1_FLOOR, TARGET_NAMES, targets_to_params
@@ -54,8 +57,11 @@ ERROR_ONNX = "error.onnx"
 REFERENCE_FILE = "reference.arrow"
 CALIBRATION_FILE = "calibration.arrow"
 #: curves.arrow columns: (a, b, c) of each served curve's continuation beyond its measured
-#: batch sizes (learner.extrapolation_targets); bundles without them extrapolate the fit
+#: batch sizes (continuation.continuation_targets); bundles without them extrapolate the fit
 CONTINUATION_COLUMNS = ("cont_a", "cont_b", "cont_c")
+#: hold-out scores (|log error|) and distances of the continuation (continuation.holdout): the
+#: interval beyond a served curve's range; bundles without it use the error model there
+CONTINUATION_FILE = "continuation.arrow"
 ENGINES = ("compiled", "onnxruntime")
 
 
@@ -148,6 +154,14 @@ class _CurveState:
             thpt = floor
         if self.fitted and self.lo <= x <= self.hi:
             sigma = half = max(self.env, owner._sigma_floor)
+        elif k is not None and owner._beyond_half is not None:
+            d = abs(math.log(x / (self.lo if x < self.lo else self.hi)))
+            band = 0
+            while band < len(DISTANCE_EDGES) and d > DISTANCE_EDGES[band]:
+                band += 1  # scalar twin of continuation.distance_band
+            qs, ss = owner._beyond_scalar
+            sigma = max(self.env, owner._sigma_floor, ss[band])
+            half = max(self.env, owner._sigma_floor, qs[band])
         else:
             sigma = self.sigmas.get(bb)
             if sigma is None:
@@ -292,6 +306,13 @@ class Predictor:
         self._known_configs = config_counts([configs[k] for k in tr])
         self._distance_scale = float(u["distance_scale"])
         self._sigma_floor = float(u["sigma_floor"])
+        beyond = ipc_to_table(files[CONTINUATION_FILE]) if CONTINUATION_FILE in files else None
+        edges = manifest.get("continuation", {}).get("distance_edges", list(DISTANCE_EDGES))
+        if beyond is not None and not np.allclose(edges, DISTANCE_EDGES, rtol=0, atol=1e-12):
+            raise BundleError(f"bundle continuation distance bands {edges} differ from this "
+                              f"ala_fast's {list(DISTANCE_EDGES)}; retrain")
+        self._beyond = (None if beyond is None else
+                        (beyond.column("score").to_numpy(), beyond.column("distance").to_numpy()))
         calibration = ipc_to_table(files[CALIBRATION_FILE])
         self._scores = calibration.column("score").to_numpy()
         self._score_levels = (calibration.column("level").to_numpy().astype(np.int64)
@@ -330,6 +351,13 @@ class Predictor:
         self.coverage = float(coverage)
         self._half = q  # per novelty level (LEVELS): the conformal quantile
         self._half_scalar = tuple(float(v) for v in q)  # the same as floats, for predict_one
+        # beyond a served curve's measured range: per distance band (continuation.py)
+        self._beyond_half = self._beyond_sigma = None
+        if self._beyond is not None:
+            self._beyond_half = band_quantiles(*self._beyond, coverage)
+            self._beyond_sigma = np.maximum(band_typical_error(*self._beyond), self._sigma_floor)
+            self._beyond_scalar = (tuple(float(v) for v in self._beyond_half),
+                                   tuple(float(v) for v in self._beyond_sigma))
         self._state_cache = {}  # intervals depend on the coverage
 
     # ------------------------------------------------------------------ persistence
@@ -438,15 +466,24 @@ class Predictor:
         thpt = eval_curve(block.a[codes], block.b[codes], block.c[codes], bb)
         fit_row = block.fitted[codes]
         in_range = fit_row & (bb >= block.lo_b[codes]) & (bb <= block.hi_b[codes])
-        beyond = np.flatnonzero(fit_row & ~in_range & np.isfinite(block.cont[codes, 3]))
-        if beyond.size:  # a served curve continues along its learned shape off its range
-            k = block.cont[codes[beyond]]
-            scale = np.where(bb[beyond] < block.lo_b[codes[beyond]], k[:, 3], k[:, 4])
-            thpt[beyond] = eval_curve(k[:, 0], k[:, 1], k[:, 2], bb[beyond]) * scale
-        thpt = np.maximum(thpt, T1_FLOOR * block.c[codes])  # fitted curves can dip off range
-        need = np.flatnonzero(~in_range)
+        beyond = fit_row & ~in_range & np.isfinite(block.cont[codes, 3])
         sigma = np.maximum(block.env[codes], self._sigma_floor)
         half = sigma.copy()
+        if beyond.any():  # a served curve continues along its learned shape off its range
+            rows = np.flatnonzero(beyond)
+            k = block.cont[codes[rows]]
+            below = bb[rows] < block.lo_b[codes[rows]]
+            thpt[rows] = eval_curve(k[:, 0], k[:, 1], k[:, 2], bb[rows]) * np.where(
+                below, k[:, 3], k[:, 4])
+            if self._beyond_half is not None:
+                edge = np.where(below, block.lo_b[codes[rows]], block.hi_b[codes[rows]])
+                band = distance_band(np.log(bb[rows] / edge))
+                sigma[rows] = np.maximum(sigma[rows], self._beyond_sigma[band])
+                half[rows] = np.maximum(half[rows], self._beyond_half[band])
+            else:
+                beyond[:] = False  # older bundles: the error model's interval, as before
+        thpt = np.maximum(thpt, T1_FLOOR * block.c[codes])  # fitted curves can dip off range
+        need = np.flatnonzero(~in_range & ~beyond)
         if need.size:
             # the error model once per (curve, region of log batch between its split points)
             region = np.searchsorted(self._batch_breaks, np.log(bb[need]).astype(np.float32))

@@ -9,13 +9,14 @@ from .augment import BoostingParams, export_onnx
 from .bundle import dependency_versions, table_digest, table_to_ipc
 from .curves import DEFAULT_LOSS, PUBLISHED_BOUNDS, fit_curves
 from .features import FEATURE_NAMES, N_FEATURES
-from .learner import (
-    MIN_POINTS_TRAIN, anchor_only, curve_set, extrapolation_targets, fit_learned, trainable,
+from .continuation import (
+    DISTANCE_EDGES, band_quantiles, continuation_prior, continuation_targets, holdout,
 )
+from .learner import MIN_POINTS_TRAIN, anchor_only, curve_set, fit_learned, trainable
 from .grouping import group_codes
 from .predictor import (
-    CALIBRATION_FILE, CONTINUATION_COLUMNS, CURVES_FILE, ERROR_ONNX, PARAMS_ONNX, REFERENCE_FILE,
-    Predictor,
+    CALIBRATION_FILE, CONTINUATION_COLUMNS, CONTINUATION_FILE, CURVES_FILE, ERROR_ONNX,
+    PARAMS_ONNX, REFERENCE_FILE, Predictor,
 )
 from .uncertainty import (
     ERROR_FEATURE_NAMES, ERROR_OUTPUTS, LEVELS, NORMALISED, SIGMA_FLOOR, fit_uncertainty,
@@ -75,11 +76,17 @@ def train(table: pa.Table, seed: int = 0, loss: str = DEFAULT_LOSS,
     by_curve = np.argsort(codes, kind="stable")
     starts = np.searchsorted(codes[by_curve], np.arange(len(curves) + 1))
     points = [by_curve[starts[i]:starts[i + 1]] for i in idx]
+    batches = [rows[1][r] for r in points]
+    order = [np.argsort(b, kind="stable") for b in batches]
+    batches = [b[o] for b, o in zip(batches, order)]
+    throughputs = [rows[2][r][o] for r, o in zip(points, order)]
+    prior = continuation_prior(curves, idx, learned.anchored, seed, boosting)
     cont = np.full((len(curves), 3), np.nan)
     cont[idx] = np.column_stack(targets_to_params(
-        extrapolation_targets(curves, idx, learned.anchored, [rows[1][r] for r in points],
-                              [rows[2][r] for r in points], seed, boosting),
+        continuation_targets(curves, idx, prior, batches, throughputs),
         curves.roof_batch1[idx], curves.roof_knee[idx]))
+    beyond = holdout(curves, idx, prior, batches, throughputs, loss)
+    beyond_table = pa.table({"score": beyond.scores(), "distance": beyond.distance})
     for j, name in enumerate(CONTINUATION_COLUMNS):
         curves_table = curves_table.append_column(name, pa.array(cont[:, j]))
     max_ape = np.minimum(params.column("max_ape").to_numpy(), 99.0)
@@ -118,14 +125,21 @@ def train(table: pa.Table, seed: int = 0, loss: str = DEFAULT_LOSS,
             "normalised_scores": dict(zip(LEVELS, NORMALISED)),
             "error_outputs": list(ERROR_OUTPUTS),
         },
+        "continuation": {
+            "holdout_rows": int(beyond.pred.size),
+            "distance_edges": list(DISTANCE_EDGES),
+        },
         "metrics": {
+            "continuation_q90": [float(v) if np.isfinite(v) else None for v in band_quantiles(
+                beyond.scores(), beyond.distance, 0.9)],
             "calibration_q90": dict(zip(
                 LEVELS, level_quantiles(unc.calibration_scores, unc.calibration_levels, 0.9).tolist())),
         },
     }
     files = {PARAMS_ONNX: onnx_bytes, CURVES_FILE: table_to_ipc(curves_table),
              ERROR_ONNX: error_onnx, REFERENCE_FILE: table_to_ipc(reference),
-             CALIBRATION_FILE: table_to_ipc(calibration)}
+             CALIBRATION_FILE: table_to_ipc(calibration),
+             CONTINUATION_FILE: table_to_ipc(beyond_table)}
     predictor = Predictor(manifest, files, coverage=coverage)
     predictor.sklearn_models = learned.models  # kept for parity checks; not saved
     predictor.sklearn_error_models = unc.error_models
