@@ -278,4 +278,3 @@ def test_batched_corrections_equal_one_query_at_a_time():
     np.testing.assert_allclose(anchors.corrections(queries, qi, qo), one_by_one, rtol=1e-12,
                                atol=1e-15)
     assert np.abs(one_by_one).max() > 0 and (one_by_one == 0).all(axis=1).any()
-

@@ -29,9 +29,11 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from .curves import DEFAULT_LOSS
 from .learner import CurveSet, curve_configs, fit_learned, short_curve_residuals
 
-MIN_POINTS_HOLDOUT = 4  # a curve split in halves needs >= 2 points in each
+#: a curve split in halves needs >= 2 points in each (P2's rule, evaluate.MIN_POINTS_EVAL)
+MIN_POINTS_HOLDOUT = 4
 #: distance bands of |log(bb / nearest measured edge)|: up to 2x, 2x-4x, beyond 4x
 DISTANCE_EDGES = (float(np.log(2.0)), float(np.log(4.0)))
 
@@ -89,7 +91,7 @@ class Holdout:
 
 def holdout(curves: CurveSet, curve_idx: np.ndarray, prior: np.ndarray,
             batches: list[np.ndarray], throughputs: list[np.ndarray],
-            loss: str | None = None) -> Holdout:
+            loss: str = DEFAULT_LOSS) -> Holdout:
     """P2 as the predictor answers it, for the curves of ``curve_idx`` with >= 4 measured
     points (``batches`` sorted ascending, ``prior`` from :func:`continuation_prior`).
 
@@ -97,7 +99,7 @@ def holdout(curves: CurveSet, curve_idx: np.ndarray, prior: np.ndarray,
     is served as fitted and continues from its largest batch along the continuation fitted to
     the half; a shorter half is a short curve, answered by that continuation itself.
     """
-    from .curves import DEFAULT_LOSS, evaluate as eval_curve, fit_segments
+    from .curves import evaluate as eval_curve, fit_segments
     from .learner import MIN_POINTS_TRAIN
     from .targets import T1_FLOOR, targets_to_params
 
@@ -114,7 +116,7 @@ def holdout(curves: CurveSet, curve_idx: np.ndarray, prior: np.ndarray,
     cont = targets_to_params(z, curves.roof_batch1[sub], curves.roof_knee[sub])
     sizes = np.array(half)
     fit = fit_segments(np.concatenate(known_b), np.concatenate(known_y),
-                       np.concatenate([[0], np.cumsum(sizes)]), loss or DEFAULT_LOSS)
+                       np.concatenate([[0], np.cumsum(sizes)]), loss)
     hi = np.array([b[-1] for b in known_b])
     _, s_hi = continuation_scales((fit[:, 0], fit[:, 1], fit[:, 2]), cont,
                                   np.array([b[0] for b in known_b]), hi)

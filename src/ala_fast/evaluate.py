@@ -83,7 +83,7 @@ def protocol_p2_ala_fast(table: pa.Table, seed: int = 0, loss: str = DEFAULT_LOS
     from .learner import anchor_only, curve_set, trainable
     from .metrics import spearman
     from .protocols import folds_p1
-    from .uncertainty import SIGMA_FLOOR, expected_ape
+    from .uncertainty import SIGMA_FLOOR, expected_ape, interval
 
     table = validate(table, require_throughput=True, where="P2")
     curves = curve_set(fit_curves(table, loss=loss))
@@ -104,7 +104,7 @@ def protocol_p2_ala_fast(table: pa.Table, seed: int = 0, loss: str = DEFAULT_LOS
         sigma[~rest] = np.maximum(band_typical_error(scores[rest], h.distance[rest]),
                                   SIGMA_FLOOR)[band[~rest]]
     err = ape(h.pred, h.actual)
-    lo, hi = h.pred * np.exp(-half), h.pred * np.exp(half)
+    lo, hi = interval(h.pred, half)
     width = (hi - lo) / h.pred
     return {"protocol": "P2", "loss": loss, "curves": int(elig.size), **ape_summary(err),
             "coverage": float(np.mean((h.actual >= lo) & (h.actual <= hi))),

@@ -326,4 +326,3 @@ def fit_learned(curves: CurveSet, known: np.ndarray, seed: int, boosting=None) -
                       np.log(curves.x[anchored, 1]), resid, weights)
     devices = known_devices(keys.column("hardware").to_pylist())
     return LearnedParams(models, anchors, train, anchored, resid, weights, devices)
-

@@ -123,8 +123,8 @@ class _CurveBlock(NamedTuple):
 class _CurveState:
     """One curve remembered by predict_one: scalars plus a per-batch-size sigma cache."""
 
-    __slots__ = ("block", "a", "b", "c", "fitted", "cont", "env", "lo", "hi", "conf", "oo", "engine",
-                 "sigmas", "basis", "level")
+    __slots__ = ("block", "a", "b", "c", "fitted", "cont", "env", "lo", "hi", "conf", "oo",
+                 "engine", "sigmas", "basis", "level")
 
     def __init__(self, block: _CurveBlock, oo: float, engine: str) -> None:
         self.block = block
@@ -154,7 +154,7 @@ class _CurveState:
             thpt = floor
         if self.fitted and self.lo <= x <= self.hi:
             sigma = half = max(self.env, owner._sigma_floor)
-        elif k is not None and owner._beyond_half is not None:
+        elif k is not None:
             d = abs(math.log(x / (self.lo if x < self.lo else self.hi)))
             band = 0
             while band < len(DISTANCE_EDGES) and d > DISTANCE_EDGES[band]:
@@ -259,8 +259,11 @@ class Predictor:
         self._fitted: dict[tuple, tuple[tuple, tuple, np.ndarray]] = {}
         self.n_fitted = int(served.sum())
         self.n_implausible = int((n_points >= manifest["min_points_fitted"]).sum()) - self.n_fitted
+        # continuation and its interval (written together by training); without them a
+        # served curve extrapolates its fit with the error model's interval, as before
         cont = np.full((curves.num_rows, 5), np.nan)  # NaN: extrapolate the fit itself
-        if all(n in curves.column_names for n in CONTINUATION_COLUMNS):
+        if CONTINUATION_FILE in files and all(n in curves.column_names
+                                              for n in CONTINUATION_COLUMNS):
             cont[:, :3] = np.column_stack([curves.column(n).to_numpy(zero_copy_only=False)
                                            for n in CONTINUATION_COLUMNS])
             has = np.flatnonzero(served & np.isfinite(cont[:, :3]).all(axis=1))
@@ -475,13 +478,10 @@ class Predictor:
             below = bb[rows] < block.lo_b[codes[rows]]
             thpt[rows] = eval_curve(k[:, 0], k[:, 1], k[:, 2], bb[rows]) * np.where(
                 below, k[:, 3], k[:, 4])
-            if self._beyond_half is not None:
-                edge = np.where(below, block.lo_b[codes[rows]], block.hi_b[codes[rows]])
-                band = distance_band(np.log(bb[rows] / edge))
-                sigma[rows] = np.maximum(sigma[rows], self._beyond_sigma[band])
-                half[rows] = np.maximum(half[rows], self._beyond_half[band])
-            else:
-                beyond[:] = False  # older bundles: the error model's interval, as before
+            edge = np.where(below, block.lo_b[codes[rows]], block.hi_b[codes[rows]])
+            band = distance_band(np.log(bb[rows] / edge))
+            sigma[rows] = np.maximum(sigma[rows], self._beyond_sigma[band])
+            half[rows] = np.maximum(half[rows], self._beyond_half[band])
         thpt = np.maximum(thpt, T1_FLOOR * block.c[codes])  # fitted curves can dip off range
         need = np.flatnonzero(~in_range & ~beyond)
         if need.size:
@@ -521,10 +521,12 @@ class Predictor:
         ``throughput`` column is kept as ``measured_throughput``.
 
         A fitted curve answers with its fit inside its measured batch sizes and beyond them
-        with its learned continuation scaled to meet the fit at the edge (``CONTINUATION_COLUMNS``).
-        Intervals of learned predictions are split-conformal (calibrated on hold-out curves);
-        a fitted curve inside its measured batch range gets the envelope of its own fit
-        residuals, and outside that range the wider of that envelope and the learned interval.
+        with its learned continuation scaled to meet the fit at the edge (see
+        :mod:`ala_fast.continuation`). Intervals of learned predictions are split-conformal
+        (calibrated on hold-out curves); a fitted curve inside its measured batch range gets the
+        envelope of its own fit residuals, and outside that range the wider of that envelope
+        and the continuation's interval for the distance from the range (the error model's
+        interval for bundles without a continuation).
         """
         raw = as_table(data, "predict")
         table = validate(raw, require_throughput=False, where="predict")

@@ -13,7 +13,7 @@ from .continuation import (
     DISTANCE_EDGES, band_quantiles, continuation_prior, continuation_targets, holdout,
 )
 from .learner import MIN_POINTS_TRAIN, anchor_only, curve_set, fit_learned, trainable
-from .grouping import group_codes
+from .grouping import group_codes, segments
 from .predictor import (
     CALIBRATION_FILE, CONTINUATION_COLUMNS, CONTINUATION_FILE, CURVES_FILE, ERROR_ONNX,
     PARAMS_ONNX, REFERENCE_FILE, Predictor,
@@ -73,13 +73,9 @@ def train(table: pa.Table, seed: int = 0, loss: str = DEFAULT_LOSS,
     curves_table = curves_table.append_column("anchor", pa.array(is_anchor))
     curves_table = curves_table.append_column("anchor_weight", pa.array(anchor_weight))
     # served curves continue beyond their measured batch sizes along the learned shape
-    by_curve = np.argsort(codes, kind="stable")
-    starts = np.searchsorted(codes[by_curve], np.arange(len(curves) + 1))
-    points = [by_curve[starts[i]:starts[i + 1]] for i in idx]
-    batches = [rows[1][r] for r in points]
-    order = [np.argsort(b, kind="stable") for b in batches]
-    batches = [b[o] for b, o in zip(batches, order)]
-    throughputs = [rows[2][r][o] for r, o in zip(points, order)]
+    order, offsets = segments(codes, rows[1])  # each curve's rows by batch size
+    points = [order[offsets[i]:offsets[i + 1]] for i in idx]
+    batches, throughputs = [rows[1][r] for r in points], [rows[2][r] for r in points]
     prior = continuation_prior(curves, idx, learned.anchored, seed, boosting)
     cont = np.full((len(curves), 3), np.nan)
     cont[idx] = np.column_stack(targets_to_params(
@@ -87,6 +83,7 @@ def train(table: pa.Table, seed: int = 0, loss: str = DEFAULT_LOSS,
         curves.roof_batch1[idx], curves.roof_knee[idx]))
     beyond = holdout(curves, idx, prior, batches, throughputs, loss)
     beyond_table = pa.table({"score": beyond.scores(), "distance": beyond.distance})
+    beyond_q90 = band_quantiles(beyond_table.column("score").to_numpy(), beyond.distance, 0.9)
     for j, name in enumerate(CONTINUATION_COLUMNS):
         curves_table = curves_table.append_column(name, pa.array(cont[:, j]))
     max_ape = np.minimum(params.column("max_ape").to_numpy(), 99.0)
@@ -130,8 +127,7 @@ def train(table: pa.Table, seed: int = 0, loss: str = DEFAULT_LOSS,
             "distance_edges": list(DISTANCE_EDGES),
         },
         "metrics": {
-            "continuation_q90": [float(v) if np.isfinite(v) else None for v in band_quantiles(
-                beyond.scores(), beyond.distance, 0.9)],
+            "continuation_q90": [float(v) if np.isfinite(v) else None for v in beyond_q90],
             "calibration_q90": dict(zip(
                 LEVELS, level_quantiles(unc.calibration_scores, unc.calibration_levels, 0.9).tolist())),
         },
