@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy.optimize import curve_fit, lsq_linear
 
@@ -51,6 +53,40 @@ def knn_brute(q, ref, k, metric):
             d = np.where(den > 0, 1 - (q @ ref.T) / den, 1.0)
     idx = np.lexsort((np.broadcast_to(np.arange(ref.shape[0]), d.shape), d), axis=1)[:, :k]
     return np.take_along_axis(d, idx, 1), idx
+
+
+def sequential_pair(q, r):
+    """Squared distance and dot product in plain sequential float arithmetic (the definition
+    the compiled kernels reproduce bit for bit)."""
+    s = dot = 0.0
+    for qj, rj in zip(map(float, q), map(float, r)):
+        t = qj - rj
+        s += t * t
+        dot += qj * rj
+    return s, dot
+
+
+def sequential_cosine(dot, qn, rn):
+    den = qn * rn
+    return 1.0 - dot / den if den > 0.0 else 1.0
+
+
+def knn_sequential(q, ref, k, metric):
+    """Brute force in Python floats: every pair, sorted by (distance, index)."""
+    qn = [math.sqrt(sequential_pair(v, np.zeros_like(v))[0]) for v in q]
+    rn = [math.sqrt(sequential_pair(v, np.zeros_like(v))[0]) for v in ref]
+    dist = np.empty((len(q), k))
+    idx = np.empty((len(q), k), np.int64)
+    for i, v in enumerate(q):
+        pairs = []
+        for j, r in enumerate(ref):
+            s, dot = sequential_pair(v, r)
+            pairs.append((math.sqrt(s) if metric == "euclidean"
+                          else sequential_cosine(dot, qn[i], rn[j]), j))
+        pairs.sort()
+        dist[i] = [d for d, _ in pairs[:k]]
+        idx[i] = [j for _, j in pairs[:k]]
+    return dist, idx
 
 
 # ----------------------------------------------------------------------------- annealing

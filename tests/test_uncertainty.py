@@ -478,7 +478,7 @@ def test_predictor_benchmark_next_picks_far_curves_and_helps():
         return p._scaler.transform(x)
 
     v, chosen = vectors(cols), vectors(plan.to_pydict())
-    after, _ = knn(v, np.vstack([p._reference, chosen]), 1)
+    after, _ = knn(v, np.vstack([p._reference.vectors, chosen]), 1)
     assert np.mean(after) == pytest.approx(meta["mean_distance_after"], rel=1e-6)  # incremental sums
     with pytest.raises(ala_fast.ValidationError, match="k"):
         p.benchmark_next(cand, 0)

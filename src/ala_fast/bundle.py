@@ -57,6 +57,25 @@ def dependency_versions() -> dict[str, str]:
     return out
 
 
+def platform_fingerprint() -> dict:
+    """What decides, besides the versions, whether training reproduces a bundle bit for bit.
+
+    NumPy picks its exp / log / reduction loops by the CPU's SIMD extensions at run time, and
+    those loops differ in the last bit between, say, an AVX-512 and an AVX2 machine; boosted
+    trees turn last-bit differences of their targets into different splits. So a bundle is
+    rebuilt bit for bit only on a machine with the same architecture and the same NumPy CPU
+    features (tests/test_model.py checks that, and a looser agreement elsewhere).
+    """
+    import platform
+
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__ as features
+    except ImportError:  # NumPy 1.x
+        from numpy.core._multiarray_umath import __cpu_features__ as features
+    return {"machine": platform.machine(),
+            "numpy_cpu_features": sorted(k for k, on in features.items() if on)}
+
+
 def write_bundle(path: str | Path, files: dict[str, bytes], manifest: dict) -> Path:
     """Write ``files`` and the manifest atomically to folder ``path`` (replacing it)."""
     path = Path(path)

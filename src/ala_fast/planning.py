@@ -41,7 +41,7 @@ def benchmark_next(predictor, candidates, k: int, *, seed: int = 0, steps: int =
                        np.asarray(cols["input_tokens"], np.float64),
                        np.asarray(cols["output_tokens"], np.float64))
     v = predictor._scaler.transform(x)
-    res = plan(predictor._reference, v, int(k), seed=seed, steps=steps)
+    res = plan(predictor._reference.vectors, v, int(k), seed=seed, steps=steps)
     from .neighbors import knn
 
     near, _ = knn(v[res["chosen"]], predictor._reference, 1)

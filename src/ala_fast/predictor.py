@@ -28,6 +28,7 @@ from .continuation import (
     DISTANCE_EDGES, band_quantiles, band_typical_error, continuation_scales, distance_band,
 )
 from .learner import Anchors, curve_identities
+from .neighbors import ReferenceSet
 from .onnx_trees import PARALLEL_ROWS, OrtModel, tree_arrays
 from .schema import BATCH_KINDS, CURVE_KEY, validate
 from .targets import T1_FLOOR, TARGET_NAMES, targets_to_params
@@ -300,12 +301,8 @@ class Predictor:
             [self._batch_breaks, np.nextafter(last, np.float32(np.inf))]).astype(np.float64)
         self._scaler = Scaler(np.asarray(u["scaler_mean"]), np.asarray(u["scaler_scale"]))
         ref = ipc_to_table(files[REFERENCE_FILE])
-        self._reference = np.column_stack(
-            [ref.column(f"v{j}").to_numpy() for j in range(len(FEATURE_NAMES))])
-        self._reference = np.ascontiguousarray(self._reference, np.float64)
-        from ._kernels.neighbors import reference_norms
-
-        self._reference_norms = reference_norms(self._reference)
+        self._reference = ReferenceSet.of(np.column_stack(
+            [ref.column(f"v{j}").to_numpy() for j in range(len(FEATURE_NAMES))]))
         self._known_configs = config_counts([configs[k] for k in tr])
         self._distance_scale = float(u["distance_scale"])
         self._sigma_floor = float(u["sigma_floor"])
@@ -457,7 +454,7 @@ class Predictor:
             b1, knee = roofline_batch1_knee(x[learn])
             a[learn], b[learn], c[learn] = targets_to_params(z, b1, knee)
         sim = similarity_features(self._scaler.transform(x), self._reference, configs,
-                                  self._known_configs, self._reference_norms)
+                                  self._known_configs)
         sim[:, SIM_LEVEL] = self._level_code[sim[:, SIM_LEVEL].astype(np.int64)]
         conf = np.where(fitted, 1.0, confidence(sim[:, 0], self._distance_scale))
         return _CurveBlock(a, b, c, fitted, env, lo_b, hi_b, np.column_stack([x, sim]), conf,

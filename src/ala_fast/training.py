@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 
 from .augment import BoostingParams, export_onnx
-from .bundle import dependency_versions, table_digest, table_to_ipc
+from .bundle import dependency_versions, platform_fingerprint, table_digest, table_to_ipc
 from .curves import DEFAULT_LOSS, PUBLISHED_BOUNDS, fit_curves
 from .features import FEATURE_NAMES, N_FEATURES
 from .continuation import (
@@ -99,6 +99,7 @@ def train(table: pa.Table, seed: int = 0, loss: str = DEFAULT_LOSS,
         "bounds": vars(PUBLISHED_BOUNDS),
         "boosting": {k: v for k, v in vars(boosting).items()},
         "versions": dependency_versions(),
+        "platform": platform_fingerprint(),
         "training": {
             "digest_sha256": table_digest(table.select(CANONICAL_SCHEMA.names)),
             "rows": table.num_rows,

@@ -59,27 +59,27 @@ class Scaler:
         return (np.asarray(x, np.float64) - self.mean) / self.scale
 
 
-def similarity_features(query_vectors: np.ndarray, ref_vectors: np.ndarray,
-                        query_configs: list[tuple], known: "KnownConfigs",
-                        ref_norms: np.ndarray | None = None) -> np.ndarray:
+def similarity_features(query_vectors: np.ndarray, reference, query_configs: list[tuple],
+                        known: "KnownConfigs") -> np.ndarray:
     """Similarity of queries to a reference set (one row per query, SIM_FEATURES order);
+    ``reference`` holds vectors (an array or a prepared ``neighbors.ReferenceSet``),
     ``query_configs`` are configuration keys, ``known`` indexes the reference's.
 
     One compiled pass per query gives the 5 nearest Euclidean distances and the nearest cosine
-    distance (``ref_norms``: precomputed row norms of the reference, optional).
+    distance (exact; see ``_kernels.neighbors``).
     """
     from ._kernels import neighbors as kn
-    from .neighbors import PARALLEL_WORK
+    from .neighbors import PARALLEL_WORK, as_reference, screened
 
     q = np.ascontiguousarray(np.atleast_2d(query_vectors), np.float64)
-    ref = np.ascontiguousarray(ref_vectors, np.float64)
-    norms = kn.reference_norms(ref) if ref_norms is None else ref_norms
-    k = min(K_NEIGHBOURS, ref.shape[0])
+    ref = as_reference(reference)
+    k = min(K_NEIGHBOURS, len(ref))
     d = np.empty((q.shape[0], k))
     idx = np.empty((q.shape[0], k), np.int64)
     cos = np.empty(q.shape[0])
-    big = q.shape[0] > 1 and q.shape[0] * ref.shape[0] * ref.shape[1] >= PARALLEL_WORK
-    (kn.similarity_batch if big else kn.similarity_batch_serial)(q, ref, norms, k, d, idx, cos)
+    big = q.shape[0] > 1 and q.shape[0] * len(ref) * ref.dim >= PARALLEL_WORK
+    screened(kn.similarity_batch if big else kn.similarity_batch_serial, q, ref, (k,),
+             (d, idx, cos))
     level, sib = np.empty(q.shape[0]), np.empty(q.shape[0])
     seen: dict[tuple, tuple[int, int]] = {}  # once per distinct configuration
     for i, c in enumerate(query_configs):
