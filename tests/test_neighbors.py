@@ -60,8 +60,7 @@ def _run_similarity(q, dots, ref, k):
     d = np.empty((q.shape[0], k))
     idx = np.empty((q.shape[0], k), np.int64)
     cos = np.empty(q.shape[0])
-    kn.similarity_batch_serial(q, dots, r.vectors, r.sq_norms, r.norms, r.inv_norms, k, d, idx,
-                               cos)
+    kn.similarity_batch(q, dots, r.vectors, r.sq_norms, r.norms, r.inv_norms, k, d, idx, cos)
     return d, idx, cos
 
 

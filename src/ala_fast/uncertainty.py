@@ -69,7 +69,7 @@ def similarity_features(query_vectors: np.ndarray, reference, query_configs: lis
     distance (exact; see ``_kernels.neighbors``).
     """
     from ._kernels import neighbors as kn
-    from .neighbors import PARALLEL_WORK, as_reference, screened
+    from .neighbors import as_reference, screened
 
     q = np.ascontiguousarray(np.atleast_2d(query_vectors), np.float64)
     ref = as_reference(reference)
@@ -77,9 +77,8 @@ def similarity_features(query_vectors: np.ndarray, reference, query_configs: lis
     d = np.empty((q.shape[0], k))
     idx = np.empty((q.shape[0], k), np.int64)
     cos = np.empty(q.shape[0])
-    big = q.shape[0] > 1 and q.shape[0] * len(ref) * ref.dim >= PARALLEL_WORK
-    screened(kn.similarity_batch if big else kn.similarity_batch_serial, q, ref, (k,),
-             (d, idx, cos))
+    # serial screening: the BLAS product already uses every core (see neighbors.knn)
+    screened(kn.similarity_batch, q, ref, (k,), (d, idx, cos))
     level, sib = np.empty(q.shape[0]), np.empty(q.shape[0])
     seen: dict[tuple, tuple[int, int]] = {}  # once per distinct configuration
     for i, c in enumerate(query_configs):

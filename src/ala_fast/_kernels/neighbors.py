@@ -40,17 +40,6 @@ SQRT_ROUNDTRIP = 1e-9  # relative slack between a squared distance and its round
 
 
 @jit
-def _norms(x):
-    out = np.empty(x.shape[0])
-    for i in range(x.shape[0]):
-        s = 0.0
-        for j in range(x.shape[1]):
-            s += x[i, j] * x[i, j]
-        out[i] = np.sqrt(s)
-    return out
-
-
-@jit
 def _sq_norms(x):
     out = np.empty(x.shape[0])
     for i in range(x.shape[0]):
@@ -58,6 +47,14 @@ def _sq_norms(x):
         for j in range(x.shape[1]):
             s += x[i, j] * x[i, j]
         out[i] = s
+    return out
+
+
+@jit
+def _norms(x):
+    out = _sq_norms(x)
+    for i in range(out.shape[0]):
+        out[i] = np.sqrt(out[i])
     return out
 
 
@@ -178,18 +175,9 @@ def similarity_one(q, dots, ref, ref_sq, ref_norm, inv_norm, k, out_dist, out_id
     return best_cos
 
 
-@jit_parallel
+@jit
 def similarity_batch(queries, dots, ref, ref_sq, ref_norm, inv_norm, k, out_dist, out_idx,
                      out_cos):
-    for i in prange(queries.shape[0]):
-        out_cos[i] = similarity_one(queries[i], dots[i], ref, ref_sq, ref_norm, inv_norm, k,
-                                    out_dist[i], out_idx[i])
-    return out_cos
-
-
-@jit
-def similarity_batch_serial(queries, dots, ref, ref_sq, ref_norm, inv_norm, k, out_dist,
-                            out_idx, out_cos):
     for i in range(queries.shape[0]):
         out_cos[i] = similarity_one(queries[i], dots[i], ref, ref_sq, ref_norm, inv_norm, k,
                                     out_dist[i], out_idx[i])
