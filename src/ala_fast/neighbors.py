@@ -30,10 +30,11 @@ class ReferenceSet:
         from ._kernels import neighbors as kn
 
         v = np.ascontiguousarray(np.atleast_2d(vectors), np.float64)
-        norms = kn.reference_norms(v)
+        sq = kn.reference_sq_norms(v)
+        norms = np.sqrt(sq)  # IEEE sqrt: correctly rounded, the kernels' value bit for bit
         with np.errstate(divide="ignore"):
             inv = 1.0 / norms
-        return cls(v, kn.reference_sq_norms(v), norms, inv)
+        return cls(v, sq, norms, inv)
 
     def __len__(self) -> int:
         return self.vectors.shape[0]

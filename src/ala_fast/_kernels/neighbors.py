@@ -51,14 +51,6 @@ def _sq_norms(x):
 
 
 @jit
-def _norms(x):
-    out = _sq_norms(x)
-    for i in range(out.shape[0]):
-        out[i] = np.sqrt(out[i])
-    return out
-
-
-@jit
 def screen_eps(dim):
     """Bound (relative to |q|^2 + |r|^2, or absolute for cosine) on the estimate error."""
     return SCREEN_MARGIN * (dim + 2.0) * 2.0 ** -53
@@ -182,10 +174,6 @@ def similarity_batch(queries, dots, ref, ref_sq, ref_norm, inv_norm, k, out_dist
         out_cos[i] = similarity_one(queries[i], dots[i], ref, ref_sq, ref_norm, inv_norm, k,
                                     out_dist[i], out_idx[i])
     return out_cos
-
-
-def reference_norms(ref):
-    return _norms(np.ascontiguousarray(ref, np.float64))
 
 
 def reference_sq_norms(ref):
