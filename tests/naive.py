@@ -183,3 +183,57 @@ def build_features_numpy(cfg, ii, oo):
         np.log(nd * cfg[:, _C["tflops"]]), np.log(nd * cfg[:, _C["mem_bw_tbs"]]),
     ]
     return np.stack(cols, axis=1)
+
+
+# --------------------------------------------------------------------------- tree arrays
+def tree_arrays_loop(onnx_bytes: bytes) -> dict:
+    """Reference for onnx_trees.tree_arrays: the ONNX attributes flattened node by node with
+    Python dictionaries and a recursive walk (the original implementation)."""
+    import onnx
+    from onnx import helper
+
+    modes_of = {b"LEAF": 0, b"BRANCH_LEQ": 1, b"BRANCH_LT": 2, b"BRANCH_GTE": 3,
+                b"BRANCH_GT": 4, b"BRANCH_EQ": 5, b"BRANCH_NEQ": 6}
+    model = onnx.load_model_from_string(onnx_bytes)
+    (node,) = [n for n in model.graph.node if n.op_type == "TreeEnsembleRegressor"]
+    att = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    tree_ids, node_ids = att["nodes_treeids"], att["nodes_nodeids"]
+    n = len(tree_ids)
+    key = {(t, i): g for g, (t, i) in enumerate(zip(tree_ids, node_ids))}
+    mode = [modes_of[m] for m in att["nodes_modes"]]
+    left, right = [-1] * n, [-1] * n
+    for g in range(n):
+        if mode[g] != 0:
+            left[g] = key[(tree_ids[g], att["nodes_truenodeids"][g])]
+            right[g] = key[(tree_ids[g], att["nodes_falsenodeids"][g])]
+    value = [0.0] * n
+    trees = sorted(set(tree_ids))
+    tree_target = {}
+    for t, i, tgt, w in zip(att["target_treeids"], att["target_nodeids"], att["target_ids"],
+                            att["target_weights"]):
+        value[key[(t, i)]] += float(np.float32(w))
+        tree_target[t] = tgt
+    roots = [key[(t, 0)] for t in trees]
+
+    def depth_of(g):
+        return 0 if mode[g] == 0 else 1 + max(depth_of(left[g]), depth_of(right[g]))
+
+    depth = max(1, max(depth_of(r) for r in roots))
+    n_inner = 2**depth - 1
+    feat = np.zeros((len(trees), n_inner), np.int32)
+    thr = np.full((len(trees), n_inner), np.inf, np.float32)
+    leaf = np.zeros((len(trees), n_inner + 1))
+    for ti, root in enumerate(roots):
+        stack = [(root, 0)]
+        while stack:
+            g, pos = stack.pop()
+            if pos >= n_inner:
+                leaf[ti, pos - n_inner] = value[g]
+            elif mode[g] == 0:
+                stack += [(g, 2 * pos + 1), (g, 2 * pos + 2)]
+            else:
+                feat[ti, pos] = att["nodes_featureids"][g]
+                thr[ti, pos] = np.float32(att["nodes_values"][g])
+                stack += [(left[g], 2 * pos + 1), (right[g], 2 * pos + 2)]
+    return dict(roots=roots, tree_target=[tree_target[t] for t in trees], mode=mode, left=left,
+                right=right, value=value, depth=depth, feat=feat, thr=thr, leaf=leaf)

@@ -148,12 +148,6 @@ def test_short_curve_residual_two_points_matches_a_generic_minimiser():
     assert after.sum() < 0.5 * before.sum()
 
 
-@pytest.fixture(scope="module")
-def h100_l40s(trtllm):
-    mask = pc.is_in(trtllm.column("hardware"), pa.array(["H100 80GB HBM3", "L40S"]))
-    return concat_tables([trtllm.filter(mask)])
-
-
 def test_short_curves_anchor_their_configuration(h100_l40s):
     """A configuration benchmarked only at two batch sizes per request shape, running 3x
     slower than its siblings suggest: its short curves pull the prediction of a new shape."""
@@ -215,11 +209,11 @@ def test_a_sweep_that_starts_on_the_plateau_barely_moves_its_siblings(h100_l40s)
     assert shift_at_query(1024) < 0.2 * shift_at_query(1)
 
 
-def test_bundle_carries_the_anchor_weights_training_used(h100_l40s):
+def test_bundle_carries_the_anchor_weights_training_used(h100_l40s_predictor):
     from ala_fast.bundle import ipc_to_table, table_to_ipc
     from ala_fast.predictor import CURVES_FILE, Predictor
 
-    predictor = ala_fast.train(h100_l40s, seed=0, boosting=QUICK)
+    predictor = h100_l40s_predictor
     curves = predictor.curves
     anchor = curves.column("anchor").to_numpy(zero_copy_only=False)
     weight = curves.column("anchor_weight").to_numpy()

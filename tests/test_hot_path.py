@@ -144,7 +144,8 @@ def test_many_threads_get_single_thread_answers():
     predictor = ala_fast.load()  # fresh: caches fill concurrently
     table = random_workloads(400, 5)
     rows = table.to_pylist()
-    expected_one = [ala_fast.load().predict_one(**r) for r in rows]
+    single = ala_fast.load()  # another fresh predictor, one thread
+    expected_one = [single.predict_one(**r) for r in rows]
     expected_batch = ala_fast.load().predict(table)
     errors = []
 

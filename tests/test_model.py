@@ -2,7 +2,6 @@
 
 import json
 import shutil
-import warnings
 
 import numpy as np
 import pyarrow as pa
@@ -12,26 +11,24 @@ from hypothesis import given, settings, strategies as st
 import ala_fast
 from ala_fast import features
 from ala_fast.augment import BoostingParams, predict_sklearn
-from ala_fast.catalog import config_key, hardware_id, model_id, resolve_hardware, resolve_model
+from ala_fast.catalog import hardware_id, model_id, resolve_hardware, resolve_model
 from ala_fast.learner import curve_set
 from ala_fast.predictor import default_bundle_path
 from ala_fast.readers import concat_tables
-from ala_fast.targets import params_to_targets, targets_to_params
+from ala_fast.targets import targets_to_params
 
 # ONNX Runtime sums leaves in float32; the compiled evaluator and scikit-learn in float64
 PARITY_ATOL = 1e-4  # on the targets (log scale): 1e-4 is a 0.01% throughput difference
 
 
 @pytest.fixture(scope="module")
-def small_table(trtllm):
-    """A quick training table: two GPUs of the TRT-LLM sweep."""
-    mask = pa.compute.is_in(trtllm.column("hardware"), pa.array(["H100 80GB HBM3", "L40S"]))
-    return concat_tables([trtllm.filter(mask)])
+def small_table(h100_l40s):
+    return h100_l40s
 
 
 @pytest.fixture(scope="module")
-def small_predictor(small_table):
-    return ala_fast.train(small_table, seed=0, boosting=BoostingParams(n_estimators=60))
+def small_predictor(h100_l40s_predictor):
+    return h100_l40s_predictor
 
 
 def test_catalog_aliases():
@@ -213,10 +210,17 @@ def test_predict_rejects_invalid_workloads(small_predictor):
         small_predictor.predict([1, 2, 3])
 
 
-def test_training_is_deterministic(small_table):
-    p1 = ala_fast.train(small_table, seed=3, boosting=BoostingParams(n_estimators=20))
-    p2 = ala_fast.train(small_table, seed=3, boosting=BoostingParams(n_estimators=20))
-    assert p1.onnx_bytes() == p2.onnx_bytes()
+def test_training_is_deterministic(small_table, small_predictor):
+    """Training again with the same seed (here in worker processes, the first time serially)
+    writes the same bundle: every file, bit for bit."""
+    from .conftest import SMALL_TREES
+
+    again = ala_fast.train(small_table, seed=0, boosting=BoostingParams(n_estimators=SMALL_TREES),
+                           n_jobs=2)
+    assert again._files.keys() == small_predictor._files.keys()
+    for name, data in small_predictor._files.items():
+        assert again._files[name] == data, name
+    assert again.manifest == small_predictor.manifest
 
 
 def test_default_bundle_loads_from_anywhere(tmp_path, monkeypatch):
@@ -237,7 +241,8 @@ def test_default_bundle_is_reproduced_by_training(argonne, trtllm):
     from ala_fast.schema import CANONICAL_SCHEMA
 
     assert table_digest(table.select(CANONICAL_SCHEMA.names)) == shipped.manifest["training"]["digest_sha256"]
-    fresh = ala_fast.train(table, seed=shipped.manifest["seed"], loss=shipped.manifest["loss"])
+    fresh = ala_fast.train(table, seed=shipped.manifest["seed"], loss=shipped.manifest["loss"],
+                           n_jobs=-1)  # as `ala-fast train` does; the result does not depend on it
     now, then = dependency_versions(), shipped.manifest["versions"]
     same_versions = all(now.get(k) == then.get(k)
                         for k in ("scikit-learn", "skl2onnx", "numpy", "onnx", "numba"))
@@ -296,6 +301,121 @@ def test_perfect_and_general_tree_layouts_agree(small_predictor, argonne):
     t = small_predictor._trees
     assert t.perfect is not None
     np.testing.assert_array_equal(t.predict(x, layout="perfect"), t.predict(x, layout="general"))
+
+
+def test_tree_arrays_match_the_node_by_node_reference(small_predictor):
+    """The vectorised ONNX flattening equals the dictionary-and-recursion original, array for
+    array, on the shipped bundle's two models and a small one."""
+    from ala_fast.onnx_trees import tree_arrays
+    from ala_fast.predictor import ERROR_ONNX, PARAMS_ONNX
+
+    from .naive import tree_arrays_loop
+
+    shipped = ala_fast.load()
+    for files in (shipped._files, small_predictor._files):
+        for name in (PARAMS_ONNX, ERROR_ONNX):
+            got, ref = tree_arrays(files[name]), tree_arrays_loop(files[name])
+            for field in ("roots", "tree_target", "mode", "left", "right", "value"):
+                np.testing.assert_array_equal(getattr(got, field), ref[field], err_msg=field)
+            depth, feat, thr, leaf = got.perfect
+            assert depth == ref["depth"]
+            for mine, theirs in ((feat, ref["feat"]), (thr, ref["thr"]), (leaf, ref["leaf"])):
+                np.testing.assert_array_equal(mine, theirs)
+
+
+def test_wire_reader_matches_the_onnx_package(small_predictor):
+    """onnx_wire reads what onnx.helper reads: every attribute of the tree node, the width."""
+    import onnx
+    from onnx import helper
+
+    from ala_fast.onnx_wire import read_tree_ensemble
+    from ala_fast.predictor import ERROR_ONNX, PARAMS_ONNX
+
+    for data in (ala_fast.load()._files[PARAMS_ONNX], ala_fast.load()._files[ERROR_ONNX],
+                 small_predictor.onnx_bytes()):
+        model = onnx.load_model_from_string(data)
+        (node,) = model.graph.node
+        expected = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        got, width = read_tree_ensemble(data)
+        assert width == model.graph.input[0].type.tensor_type.shape.dim[1].dim_value
+        assert got.keys() == expected.keys()
+        for name, value in expected.items():
+            if isinstance(value, list) and value and isinstance(value[0], (int, float)):
+                assert got[name].tolist() == value, name  # float32 widened exactly
+            else:
+                assert got[name] == value, name
+
+
+def test_wire_reader_varints_and_bad_bytes():
+    from ala_fast.errors import BundleError
+    from ala_fast.onnx_wire import packed_varints, read_tree_ensemble
+
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.integers(0, 2**63 - 1, 200, dtype=np.int64),
+                             rng.integers(-2**63, 0, 50, dtype=np.int64), [0, 1, 127, 128, -1]])
+
+    def encode(v):  # protobuf int64: two's complement as unsigned, 7 bits a byte
+        u, out = int(v) & (2**64 - 1), bytearray()
+        while True:
+            out.append((u & 0x7F) | (0x80 if u > 0x7F else 0))
+            u >>= 7
+            if not u:
+                return bytes(out)
+
+    assert packed_varints(b"".join(encode(v) for v in values)).tolist() == values.tolist()
+    good = ala_fast.load().onnx_bytes()
+    no_trees = bytes([0x3A, 0x02, 0x0A, 0x00])  # a graph holding one empty node
+    for bad, message in ((b"", "one graph"), (b"\x00garbage", "past the end"),
+                         (good[: len(good) // 2], "past the end"),
+                         (b"\x0f" + good, "wire type 7"), (no_trees, "found 0")):
+        with pytest.raises(BundleError, match=message):
+            read_tree_ensemble(bad)
+
+
+def test_loading_and_predicting_imports_neither_onnx_nor_scikit_learn():
+    import subprocess
+    import sys
+
+    code = ("import sys, ala_fast; p = ala_fast.load(); p.predict_one('H100', 1, 'vllm', "
+            "'llama-2-7b', 'fp16', 100, 100, 8); print(','.join(m for m in ('onnx', 'sklearn', "
+            "'skl2onnx') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+def test_malformed_tree_ensembles_are_rejected(small_predictor):
+    import onnx
+    from onnx import helper
+
+    from ala_fast.errors import BundleError
+    from ala_fast.onnx_trees import tree_arrays
+
+    def corrupt(name, change):
+        model = onnx.load_model_from_string(small_predictor.onnx_bytes())
+        (node,) = model.graph.node
+        att = next(a for a in node.attribute if a.name == name)
+        values = list(helper.get_attribute_value(att))
+        change(values)
+        node.attribute.remove(att)
+        node.attribute.append(helper.make_attribute(name, values))
+        return model.SerializeToString()
+
+    branch = small_predictor._trees.mode.tolist().index(1)
+
+    def dangling(v):
+        v[branch] = 10_000
+
+    def twice(v):
+        v[1] = v[0]
+
+    def two_targets(v):
+        v[0] = 1 - v[0]  # the first leaf of tree 0 adds to another output than its siblings
+
+    for name, change, message in (("nodes_truenodeids", dangling, "does not exist"),
+                                  ("nodes_nodeids", twice, "appears twice"),
+                                  ("target_ids", two_targets, "more than one target")):
+        with pytest.raises(BundleError, match=message):
+            tree_arrays(corrupt(name, change))
 
 
 def test_one_output_sub_ensemble_is_that_column_bit_for_bit(small_predictor, argonne):

@@ -44,8 +44,13 @@ def test_p3_folds_group_aliases(argonne):
     assert "Max1550" in names and len(names) == 8  # PVC and Max 1550 are one device
 
 
-def test_p1_and_p3_run_all_methods(two_gpus):
-    r1 = protocols.run_protocol(two_gpus, "P1", methods=protocols.METHODS)
+@pytest.fixture(scope="module")
+def p1_all_methods(two_gpus):
+    return protocols.run_protocol(two_gpus, "P1", methods=protocols.METHODS)
+
+
+def test_p1_and_p3_run_all_methods(two_gpus, p1_all_methods):
+    r1 = p1_all_methods
     for m in protocols.METHODS:
         s = r1["methods"][m]
         assert s["rows"] > 100 and np.isfinite(s["median_ape"])
@@ -65,8 +70,8 @@ def test_p0_p2_report(trtllm):
     assert p0["median_ape"] < p2["median_ape"]
 
 
-def test_ala_fast_beats_published_on_p1(two_gpus):
-    r = protocols.run_protocol(two_gpus, "P1", methods=("ala_fast", "published"))
+def test_ala_fast_beats_published_on_p1(p1_all_methods):
+    r = p1_all_methods
     assert r["methods"]["ala_fast"]["median_ape"] < r["methods"]["published"]["median_ape"]
 
 

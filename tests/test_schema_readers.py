@@ -1,7 +1,5 @@
 """Canonical table validation and the readers: every bad input names column and rows."""
 
-import warnings
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq

@@ -1,15 +1,10 @@
 """Unseen hardware borrows the efficiency of similar known devices (transfer.py)."""
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 import pytest
 
-import ala_fast
-from ala_fast.augment import BoostingParams
 from ala_fast.catalog import config_identity, resolve_hardware
 from ala_fast.features import build_features, config_matrix
-from ala_fast.readers import concat_tables
 from ala_fast.targets import targets_to_params
 from ala_fast.transfer import (
     BLEND, DEVICE_SCALE, blend_unseen_hardware, device_weights, known_devices, unseen_rows,
@@ -105,10 +100,8 @@ def _check_blend(got, own, config, ii, oo, targets, w):
     np.testing.assert_allclose(got, (1 - BLEND) * own + BLEND * borrowed, rtol=1e-12)
 
 
-def test_predictor_blends_unseen_hardware_like_the_training_code(trtllm):
-    mask = pc.is_in(trtllm.column("hardware"), pa.array(["H100 80GB HBM3", "L40S"]))
-    predictor = ala_fast.train(concat_tables([trtllm.filter(mask)]), seed=0,
-                               boosting=BoostingParams(n_estimators=40))
+def test_predictor_blends_unseen_hardware_like_the_training_code(h100_l40s_predictor):
+    predictor = h100_l40s_predictor
     assert set(predictor._devices) == {"H100 80GB HBM3", "L40S"}
     config = ("H200", 1, "trt-llm", "LLaMA v2 7B", "fp8", "static")
     ii, oo = np.array([700.0]), np.array([900.0])

@@ -140,10 +140,8 @@ def test_grouped_cross_fit_never_scores_a_unit_it_was_fitted_on(n_units):
 
 
 @pytest.fixture(scope="module")
-def predictor(trtllm):
-    mask = pa.compute.is_in(trtllm.column("hardware"), pa.array(["H100 80GB HBM3", "L40S", "A100-SXM4-80GB"]))
-    return ala_fast.train(concat_tables([trtllm.filter(mask)]), seed=0,
-                          boosting=BoostingParams(n_estimators=80))
+def predictor(h100_l40s_predictor):
+    return h100_l40s_predictor
 
 
 def test_error_model_onnx_parity(predictor, trtllm):
@@ -499,8 +497,19 @@ def test_error_samples_do_not_depend_on_the_number_of_workers(trtllm):
     rows = (codes, table.column("batch_size").to_numpy().astype(np.float64),
             table.column("throughput").to_numpy())
     idx = trainable(curves)
-    serial = error_samples(curves, rows, idx, seed=3)
-    parallel = error_samples(curves, rows, idx, seed=3, n_jobs=2)
+    quick = BoostingParams(n_estimators=40)  # rounds train the model's own 40 trees
+    serial = error_samples(curves, rows, idx, seed=3, boosting=quick)
+    parallel = error_samples(curves, rows, idx, seed=3, n_jobs=2, boosting=quick)
     assert serial.curve.size > 50 and np.unique(serial.round_id).size > 5
     for name in ("curve", "round_id", "x", "row_curve", "row_log_ratio", "row_batch"):
         np.testing.assert_array_equal(getattr(parallel, name), getattr(serial, name), err_msg=name)
+
+
+def test_holdout_rounds_never_train_more_trees_than_the_model():
+    from ala_fast.uncertainty import LIGHT_TREES, holdout_boosting
+
+    small = BoostingParams(n_estimators=40, max_depth=3)
+    assert holdout_boosting(small) is small  # the model itself
+    light = holdout_boosting(None)  # the default model (400 trees) gets the lighter one
+    assert light.n_estimators == LIGHT_TREES < BoostingParams().n_estimators
+    assert holdout_boosting(BoostingParams(n_estimators=LIGHT_TREES)).n_estimators == LIGHT_TREES

@@ -24,7 +24,7 @@ from functools import lru_cache
 import numpy as np
 
 from .catalog import (
-    FRAMEWORKS, HARDWARE, VENDORS, MODELS, PRECISION_BYTES, normalise_framework, normalise_precision,
+    FRAMEWORKS, HARDWARE, VENDORS, PRECISION_BYTES, normalise_framework, normalise_precision,
     resolve_hardware, resolve_model,
 )
 from ._kernels.features import CONFIG_HEAD

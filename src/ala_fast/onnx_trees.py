@@ -1,7 +1,7 @@
 """Tree-ensemble ONNX models at run time: ONNX Runtime sessions and the compiled evaluator.
 
-Both read the same ONNX bytes. Training (scikit-learn, skl2onnx) lives in :mod:`augment`; this
-module needs neither.
+Both read the same ONNX bytes. Training (scikit-learn, skl2onnx, onnx) lives in :mod:`augment`;
+this module needs none of them (:mod:`onnx_wire` reads the trees).
 """
 
 from __future__ import annotations
@@ -94,84 +94,116 @@ MAX_PERFECT_DEPTH = 8
 
 
 def perfect_layout(t: "TreeArrays") -> tuple | None:
-    """Pad every tree to a perfect binary tree of the ensemble's depth (LEQ splits only)."""
+    """Pad every tree to a perfect binary tree of the ensemble's depth (LEQ splits only).
+
+    Level by level over every tree at once: slot ``k`` of level ``d`` holds node ``cur[:, k]``,
+    its children go to slots ``2k`` and ``2k + 1`` of level ``d + 1``; a leaf above the full
+    depth splits on +inf with itself on both sides. None when some split is not LEQ or the
+    ensemble is deeper than MAX_PERFECT_DEPTH (which also stops a malformed, cyclic file).
+    """
     if np.any((t.mode != 0) & (t.mode != 1)):
         return None
-
-    def depth_of(node: int) -> int:
-        if t.mode[node] == 0:
-            return 0
-        return 1 + max(depth_of(int(t.left[node])), depth_of(int(t.right[node])))
-
-    depth = max(depth_of(int(r)) for r in t.roots)
-    if depth > MAX_PERFECT_DEPTH:
-        return None
+    depth, level = 0, t.roots.astype(np.int64)
+    while True:
+        inner = level[t.mode[level] != 0]
+        if inner.size == 0:
+            break
+        depth += 1
+        if depth > MAX_PERFECT_DEPTH:
+            return None
+        level = np.concatenate([t.left[inner], t.right[inner]]).astype(np.int64)
     depth = max(depth, 1)
     n_inner = 2**depth - 1
     n_trees = t.roots.size
     feat = np.zeros((n_trees, n_inner), np.int32)
     thr = np.full((n_trees, n_inner), np.inf, np.float32)
-    leaf = np.zeros((n_trees, n_inner + 1), np.float64)
-    for ti, root in enumerate(t.roots):
-        stack = [(int(root), 0)]
-        while stack:
-            node, pos = stack.pop()
-            if pos >= n_inner:  # a leaf slot
-                leaf[ti, pos - n_inner] = t.value[node]
-            elif t.mode[node] == 0:  # leaf above full depth: split on +inf, both sides the leaf
-                stack.append((node, 2 * pos + 1))
-                stack.append((node, 2 * pos + 2))
-            else:
-                feat[ti, pos] = t.feature[node]
-                thr[ti, pos] = t.threshold[node]
-                stack.append((int(t.left[node]), 2 * pos + 1))
-                stack.append((int(t.right[node]), 2 * pos + 2))
+    cur = t.roots.astype(np.int64)[:, None]
+    for d in range(depth):
+        slots = slice(2**d - 1, 2**(d + 1) - 1)
+        branch = t.mode[cur] != 0
+        feat[:, slots] = np.where(branch, t.feature[cur], 0)
+        thr[:, slots] = np.where(branch, t.threshold[cur], np.float32(np.inf))
+        nxt = np.empty((n_trees, 2 * cur.shape[1]), np.int64)
+        nxt[:, 0::2] = np.where(branch, t.left[cur], cur)
+        nxt[:, 1::2] = np.where(branch, t.right[cur], cur)
+        cur = nxt
+    leaf = t.value[cur]  # every slot of the last level is a leaf
     return depth, feat, thr, leaf
 
 
-def _tree_node(model) -> object:
-    nodes = [n for n in model.graph.node if n.op_type == "TreeEnsembleRegressor"]
-    if len(nodes) != 1:
-        raise BundleError(f"expected one TreeEnsembleRegressor node, found {len(nodes)}")
-    return nodes[0]
+def _node_index(tree_ids: np.ndarray, node_ids: np.ndarray):
+    """Global index of (tree id, node id) pairs: a function mapping query pairs to positions in
+    the node arrays, raising BundleError for a pair that names no node."""
+    if tree_ids.size and (tree_ids.min() < 0 or node_ids.min() < 0):
+        raise BundleError("negative tree or node id in the tree ensemble")
+    span = int(node_ids.max()) + 1 if node_ids.size else 1
+    keys = tree_ids * span + node_ids
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    if np.any(sorted_keys[1:] == sorted_keys[:-1]):
+        raise BundleError("a (tree, node) id appears twice in the tree ensemble")
+
+    def index(t: np.ndarray, i: np.ndarray, what: str) -> np.ndarray:
+        q = np.asarray(t, np.int64) * span + np.asarray(i, np.int64)
+        pos = np.minimum(np.searchsorted(sorted_keys, q), max(sorted_keys.size - 1, 0))
+        bad = (np.asarray(i) < 0) | (np.asarray(i) >= span) | (sorted_keys[pos] != q)
+        if bad.any():
+            j = int(np.flatnonzero(bad)[0])
+            raise BundleError(f"tree ensemble: {what} names node {int(np.asarray(i)[j])} of tree "
+                              f"{int(np.asarray(t)[j])}, which does not exist")
+        return order[pos]
+
+    return index
 
 
 def tree_arrays(onnx_bytes: bytes) -> TreeArrays:
-    """Flatten the TreeEnsembleRegressor of an ONNX model for the compiled evaluator."""
-    import onnx
-    from onnx import helper
+    """Flatten the TreeEnsembleRegressor of an ONNX model for the compiled evaluator (read by
+    :mod:`onnx_wire`, without importing ``onnx``)."""
+    from .onnx_wire import read_tree_ensemble
 
-    model = onnx.load_model_from_string(onnx_bytes)
-    node = _tree_node(model)
-    att = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    att, n_features = read_tree_ensemble(onnx_bytes)
+    missing = [k for k in ("nodes_treeids", "nodes_nodeids", "nodes_modes", "nodes_featureids",
+                           "nodes_values", "nodes_truenodeids", "nodes_falsenodeids",
+                           "target_treeids", "target_nodeids", "target_ids", "target_weights")
+               if k not in att]
+    if missing:
+        raise BundleError(f"tree ensemble without the attributes {missing}")
     if att.get("aggregate_function", b"SUM") != b"SUM" or att.get("post_transform", b"NONE") != b"NONE":
         raise BundleError("only SUM aggregation without post transform is supported")
     tree_ids = np.asarray(att["nodes_treeids"], np.int64)
     node_ids = np.asarray(att["nodes_nodeids"], np.int64)
     n = tree_ids.size
-    key = {(int(t), int(i)): g for g, (t, i) in enumerate(zip(tree_ids, node_ids))}
-    true_ids = np.asarray(att["nodes_truenodeids"], np.int64)
-    false_ids = np.asarray(att["nodes_falsenodeids"], np.int64)
-    modes = np.array([_MODES[m] for m in att["nodes_modes"]], np.int8)
+    index = _node_index(tree_ids, node_ids)
+    try:
+        modes = np.array([_MODES[m] for m in att["nodes_modes"]], np.int8)
+    except KeyError as exc:
+        raise BundleError(f"tree ensemble: unknown node mode {exc.args[0]!r}") from None
     left = np.full(n, -1, np.int64)
     right = np.full(n, -1, np.int64)
-    for g in np.flatnonzero(modes != 0):
-        left[g] = key[(int(tree_ids[g]), int(true_ids[g]))]
-        right[g] = key[(int(tree_ids[g]), int(false_ids[g]))]
+    branch = np.flatnonzero(modes != 0)
+    left[branch] = index(tree_ids[branch],
+                         np.asarray(att["nodes_truenodeids"], np.int64)[branch], "a true branch")
+    right[branch] = index(tree_ids[branch],
+                          np.asarray(att["nodes_falsenodeids"], np.int64)[branch], "a false branch")
+    target_trees = np.asarray(att["target_treeids"], np.int64)
+    target_ids = np.asarray(att["target_ids"], np.int64)
     value = np.zeros(n, np.float64)
+    # leaf weights are float32 in the file; added in file order, as ONNX Runtime does
+    np.add.at(value, index(target_trees, att["target_nodeids"], "a leaf weight"),
+              np.asarray(att["target_weights"], np.float32).astype(np.float64))
     unique_trees = np.unique(tree_ids)
+    position = np.searchsorted(unique_trees, target_trees)
     tree_target = np.zeros(unique_trees.size, np.int64)
-    tree_index = {int(t): j for j, t in enumerate(unique_trees)}
-    for t, i, tgt, w in zip(att["target_treeids"], att["target_nodeids"], att["target_ids"],
-                            att["target_weights"]):
-        value[key[(int(t), int(i))]] += float(np.float32(w))
-        tree_target[tree_index[int(t)]] = int(tgt)
-    roots = np.array([key[(int(t), 0)] for t in unique_trees], np.int64)
+    tree_target[position] = target_ids
+    if np.any(tree_target[position] != target_ids):
+        raise BundleError("tree ensemble: a tree adds to more than one target")
+    roots = index(unique_trees, np.zeros(unique_trees.size, np.int64), "a root")
     n_targets = int(att.get("n_targets", 1))
     base = np.zeros(n_targets)
     if "base_values" in att:
         base[:] = np.asarray(att["base_values"], np.float32).astype(np.float64)
-    n_features = model.graph.input[0].type.tensor_type.shape.dim[1].dim_value
+    if n_features <= 0:
+        raise BundleError("tree ensemble: the graph input has no fixed feature count")
     general = TreeArrays(
         roots=roots.astype(np.int32), tree_target=tree_target.astype(np.int32),
         feature=np.asarray(att["nodes_featureids"], np.int32),

@@ -52,7 +52,7 @@ def train(table: pa.Table, seed: int = 0, loss: str = DEFAULT_LOSS,
     rows = (codes, table.column("batch_size").to_numpy().astype(np.float64),
             table.column("throughput").to_numpy())
     unc = fit_uncertainty(curves, rows, idx, seed, progress=progress, known=learned.anchored,
-                          n_jobs=n_jobs)
+                          n_jobs=n_jobs, boosting=boosting)
     error_onnx = export_onnx(unc.error_models, len(ERROR_FEATURE_NAMES), name="ala_fast_error")
     reference = pa.table({f"v{j}": unc.scaler.transform(curves.x[idx])[:, j]
                           for j in range(N_FEATURES)}).append_column("curve", pa.array(idx))

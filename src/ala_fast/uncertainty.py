@@ -4,8 +4,9 @@ Training (``fit_uncertainty``)
 1. Hold-out rounds over the benchmarked curves: the P1-style folds (an unseen shape of a seen
    configuration), leave-one-hardware-out folds (unseen hardware) and annealed hard-and-diverse
    hold-out sets (:func:`anneal.holdout_subset`). Each round trains the parameter model on the
-   rest (a lighter boosting) and records, for every held-out curve, its features, its similarity
-   to the training rest and the observed errors of its rows.
+   rest (at most LIGHT_TREES trees, :func:`holdout_boosting`) and records, for every held-out
+   curve, its features, its similarity to the training rest and the observed errors of its
+   rows.
 2. Error predictor: boosted trees map (curve features, similarity features, log batch size)
    to the typical absolute log error ``sigma`` of a prediction (exported to ONNX like the
    parameter model), one output per ``ERROR_OUTPUTS``: queries on benchmarked hardware get a
@@ -40,7 +41,7 @@ SIM_FEATURES = ("nn_dist", "nn5_dist", "nn_cos_dist", "anchor_level", "n_sibling
 ERROR_FEATURE_NAMES = FEATURE_NAMES + SIM_FEATURES + ("log_batch",)
 K_NEIGHBOURS = 5
 SIGMA_FLOOR = 0.01  # 1% : no prediction is claimed to be better than this
-LIGHT_TREES = 150  # boosting rounds of the parameter model inside hold-out rounds
+LIGHT_TREES = 150  # at most this many boosting rounds for the parameter model of a hold-out round
 ANNEAL_ROUNDS = 3
 ANNEAL_SHARE = 0.15
 
@@ -190,11 +191,26 @@ class ErrorSamples:
         return np.column_stack([self.x[self.row_curve[rows]], np.log(self.row_batch[rows])])
 
 
+def holdout_boosting(boosting=None):
+    """Boosting of the parameter model a hold-out round trains: the model's own (``boosting``,
+    default ``BoostingParams()``) when it has at most LIGHT_TREES trees, else LIGHT_TREES trees
+    at learning rate 0.1 (a lighter model of about the same fit, so training time stays
+    bounded). A round never trains more trees than the model whose errors it measures."""
+    from .augment import BoostingParams
+
+    boosting = boosting or BoostingParams()
+    if boosting.n_estimators <= LIGHT_TREES:
+        return boosting
+    return BoostingParams(n_estimators=LIGHT_TREES, learning_rate=0.1)
+
+
 def error_samples(curves, table_rows: tuple[np.ndarray, np.ndarray, np.ndarray],
                   train_idx: np.ndarray, seed: int, progress: bool | None = False,
-                  known: np.ndarray | None = None, n_jobs: int | None = 1) -> ErrorSamples:
+                  known: np.ndarray | None = None, n_jobs: int | None = 1,
+                  boosting=None) -> ErrorSamples:
     """Run the hold-out rounds and record the errors of every held-out curve of ``train_idx``
-    (``known``, default ``train_idx``: every curve the rounds may anchor on).
+    (``known``, default ``train_idx``: every curve the rounds may anchor on); ``boosting``:
+    the parameter model's (see :func:`holdout_boosting`).
 
     Rounds are independent and seeded by their position, so ``n_jobs`` (worker processes,
     joblib convention: None = 1, -1 = every core) changes the speed, not the result.
@@ -211,8 +227,10 @@ def error_samples(curves, table_rows: tuple[np.ndarray, np.ndarray, np.ndarray],
     # the measured rows of each curve that a round may hold out
     held_rows = {int(ci): (bb[order[starts[ci]:starts[ci + 1]]], y[order[starts[ci]:starts[ci + 1]]])
                  for ci in train_idx}
+    light = holdout_boosting(boosting)
     jobs = [(curves, configs, train_idx, known, held_round, seed + r,
-             {int(ci): held_rows[int(ci)] for ci in np.intersect1d(held_round, train_idx)})
+             {int(ci): held_rows[int(ci)] for ci in np.intersect1d(held_round, train_idx)},
+             light)
             for r, (_, held_round) in enumerate(rounds)]
     bar = Progress(len(rounds), "error samples", enabled=progress)
     if n_jobs in (None, 1) or len(jobs) < 2:
@@ -239,11 +257,10 @@ def error_samples(curves, table_rows: tuple[np.ndarray, np.ndarray, np.ndarray],
 
 def _round_errors(curves, configs: tuple[list, list], train_idx: np.ndarray, known: np.ndarray,
                   held_round: np.ndarray, seed: int,
-                  rows: dict[int, tuple[np.ndarray, np.ndarray]]) -> list[tuple]:
-    """One hold-out round: train on the rest, predict the held-out curves of ``train_idx``;
-    per curve with rows: (curve, features + similarity, log(pred / actual), batch sizes).
-    ``configs``: configuration keys and raw configuration tuples of every curve."""
-    from .augment import BoostingParams
+                  rows: dict[int, tuple[np.ndarray, np.ndarray]], light) -> list[tuple]:
+    """One hold-out round: train on the rest (boosting ``light``), predict the held-out curves
+    of ``train_idx``; per curve with rows: (curve, features + similarity, log(pred / actual),
+    batch sizes). ``configs``: configuration keys and raw configuration tuples of every curve."""
     from .curves import evaluate as eval_curve
     from .learner import fit_learned, params_from_outputs
 
@@ -251,7 +268,6 @@ def _round_errors(curves, configs: tuple[list, list], train_idx: np.ndarray, kno
     held = np.intersect1d(held_round, train_idx)
     if rest.size < 2 or held.size == 0:
         return []
-    light = BoostingParams(n_estimators=LIGHT_TREES, learning_rate=0.1)
     learned = fit_learned(curves, np.setdiff1d(known, held_round), seed, light)
     configs_all, raw_configs = configs
     z = learned.predict_targets(curves.x[held], [raw_configs[i] for i in held])
@@ -322,14 +338,14 @@ def sigma_from_outputs(log_sigma: np.ndarray, column: np.ndarray,
 
 def fit_uncertainty(curves, table_rows, train_idx: np.ndarray, seed: int,
                     progress: bool | None = False, known: np.ndarray | None = None,
-                    n_jobs: int | None = 1) -> UncertaintyFit:
+                    n_jobs: int | None = 1, boosting=None) -> UncertaintyFit:
     """Error samples of the hold-out rounds -> error models + conformal scores
     (:func:`calibrate`). ``known`` (default ``train_idx``) adds the short curves that anchor
-    their configuration without training the trees."""
+    their configuration without training the trees; ``boosting``: the parameter model's."""
     from .catalog import model_id
 
     samples = error_samples(curves, table_rows, train_idx, seed, progress, known=known,
-                            n_jobs=n_jobs)
+                            n_jobs=n_jobs, boosting=boosting)
     keys = curves.keys.take(pa.array(samples.curve))
     curve_model = np.array([model_id(m) for m in keys.column("model").to_pylist()])
     models, scores, levels, fit_mask = calibrate(samples, curve_model, seed)

@@ -7,7 +7,6 @@ accumulated in float64.
 
 from __future__ import annotations
 
-import numpy as np
 from numba import prange
 
 from .options import jit, jit_parallel
