@@ -411,7 +411,12 @@ def test_malformed_tree_ensembles_are_rejected(small_predictor):
     def two_targets(v):
         v[0] = 1 - v[0]  # the first leaf of tree 0 adds to another output than its siblings
 
+    def shorter(v):
+        v.pop()
+
     for name, change, message in (("nodes_truenodeids", dangling, "does not exist"),
+                                  ("nodes_featureids", shorter, "lengths differ"),
+                                  ("target_weights", shorter, "lengths differ"),
                                   ("nodes_nodeids", twice, "appears twice"),
                                   ("target_ids", two_targets, "more than one target")):
         with pytest.raises(BundleError, match=message):

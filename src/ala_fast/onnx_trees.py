@@ -137,6 +137,8 @@ def _node_index(tree_ids: np.ndarray, node_ids: np.ndarray):
     if tree_ids.size and (tree_ids.min() < 0 or node_ids.min() < 0):
         raise BundleError("negative tree or node id in the tree ensemble")
     span = int(node_ids.max()) + 1 if node_ids.size else 1
+    if tree_ids.size and (int(tree_ids.max()) + 1) * span >= 2**62:
+        raise BundleError("tree or node ids in the tree ensemble are implausibly large")
     keys = tree_ids * span + node_ids
     order = np.argsort(keys, kind="stable")
     sorted_keys = keys[order]
@@ -173,6 +175,11 @@ def tree_arrays(onnx_bytes: bytes) -> TreeArrays:
     tree_ids = np.asarray(att["nodes_treeids"], np.int64)
     node_ids = np.asarray(att["nodes_nodeids"], np.int64)
     n = tree_ids.size
+    for group, size in (("nodes_", n), ("target_", len(att["target_treeids"]))):
+        lengths = {k: len(v) for k, v in att.items() if k.startswith(group)
+                   and k not in ("nodes_hitrates", "nodes_missing_value_tracks_true")}
+        if set(lengths.values()) != {size}:
+            raise BundleError(f"tree ensemble: attribute lengths differ ({lengths})")
     index = _node_index(tree_ids, node_ids)
     try:
         modes = np.array([_MODES[m] for m in att["nodes_modes"]], np.int8)
