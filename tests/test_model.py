@@ -331,8 +331,8 @@ def test_wire_reader_matches_the_onnx_package(small_predictor):
     from ala_fast.onnx_wire import read_tree_ensemble
     from ala_fast.predictor import ERROR_ONNX, PARAMS_ONNX
 
-    for data in (ala_fast.load()._files[PARAMS_ONNX], ala_fast.load()._files[ERROR_ONNX],
-                 small_predictor.onnx_bytes()):
+    shipped = ala_fast.load()._files
+    for data in (shipped[PARAMS_ONNX], shipped[ERROR_ONNX], small_predictor.onnx_bytes()):
         model = onnx.load_model_from_string(data)
         (node,) = model.graph.node
         expected = {a.name: helper.get_attribute_value(a) for a in node.attribute}

@@ -145,14 +145,15 @@ def _node_index(tree_ids: np.ndarray, node_ids: np.ndarray):
     if np.any(sorted_keys[1:] == sorted_keys[:-1]):
         raise BundleError("a (tree, node) id appears twice in the tree ensemble")
 
-    def index(t: np.ndarray, i: np.ndarray, what: str) -> np.ndarray:
-        q = np.asarray(t, np.int64) * span + np.asarray(i, np.int64)
+    def index(t, i, what: str) -> np.ndarray:
+        t, i = np.asarray(t, np.int64), np.asarray(i, np.int64)
+        q = t * span + i
         pos = np.minimum(np.searchsorted(sorted_keys, q), max(sorted_keys.size - 1, 0))
-        bad = (np.asarray(i) < 0) | (np.asarray(i) >= span) | (sorted_keys[pos] != q)
+        bad = (i < 0) | (i >= span) | (sorted_keys[pos] != q)
         if bad.any():
             j = int(np.flatnonzero(bad)[0])
-            raise BundleError(f"tree ensemble: {what} names node {int(np.asarray(i)[j])} of tree "
-                              f"{int(np.asarray(t)[j])}, which does not exist")
+            raise BundleError(f"tree ensemble: {what} names node {int(i[j])} of tree "
+                              f"{int(t[j])}, which does not exist")
         return order[pos]
 
     return index
@@ -195,7 +196,7 @@ def tree_arrays(onnx_bytes: bytes) -> TreeArrays:
     target_trees = np.asarray(att["target_treeids"], np.int64)
     target_ids = np.asarray(att["target_ids"], np.int64)
     value = np.zeros(n, np.float64)
-    # leaf weights are float32 in the file; added in file order, as ONNX Runtime does
+    # leaf weights are float32 in the file, added in file order
     np.add.at(value, index(target_trees, att["target_nodeids"], "a leaf weight"),
               np.asarray(att["target_weights"], np.float32).astype(np.float64))
     unique_trees = np.unique(tree_ids)

@@ -2,7 +2,7 @@
 
 The compiled evaluator needs the attributes of one ``TreeEnsembleRegressor`` node and the
 width of the graph's input, nothing else. ``import onnx`` costs over a second (most of it its
-``ml_dtypes`` dependency), longer than everything else :func:`ala_fast.load` does, so the
+``ml_dtypes`` dependency), about as long as everything else :func:`ala_fast.load` does, so the
 run time reads the protobuf wire format itself: the few messages on the path ModelProto.graph
 -> GraphProto.node -> NodeProto.attribute, and GraphProto.input -> ValueInfoProto.type ->
 TypeProto.tensor_type -> shape -> dim (field numbers from onnx/onnx.proto). Attribute values
@@ -199,40 +199,32 @@ def _attribute(buf) -> tuple[str, object]:
     raise _Malformed(f"attribute {name!r} has a type this reader does not handle ({kind})")
 
 
-def _input_width(value_info: bytes) -> int:
+def _messages(buf, field: int) -> list:
+    """Every occurrence of a message-valued (length-delimited) field."""
+    return [v for f, w, v in _fields(buf) if f == field and w == _BYTES]
+
+
+def _input_width(value_info) -> int:
     """The second dimension of a (rows, features) graph input; 0 when not fixed."""
-    for field, wire, type_proto in _fields(value_info):
-        if field != _VALUE_TYPE or wire != _BYTES:
-            continue
-        for f2, w2, tensor in _fields(type_proto):
-            if f2 != _TYPE_TENSOR or w2 != _BYTES:
-                continue
-            for f3, w3, shape in _fields(tensor):
-                if f3 != _TENSOR_SHAPE or w3 != _BYTES:
-                    continue
-                dims = [d for f4, w4, d in _fields(shape) if f4 == _SHAPE_DIM and w4 == _BYTES]
-                if len(dims) != 2:
-                    raise _Malformed(f"graph input has {len(dims)} dimensions, expected 2")
-                for f5, w5, v in _fields(dims[1]):
-                    if f5 == _DIM_VALUE and w5 == _VARINT:
-                        return _signed(v)
-                return 0
-    raise _Malformed("graph input has no tensor shape")
+    found = [value_info]
+    for field in (_VALUE_TYPE, _TYPE_TENSOR, _TENSOR_SHAPE):
+        found = _messages(found[0], field)
+        if not found:
+            raise _Malformed("graph input has no tensor shape")
+    dims = _messages(found[0], _SHAPE_DIM)
+    if len(dims) != 2:
+        raise _Malformed(f"graph input has {len(dims)} dimensions, expected 2")
+    return next((_signed(v) for f, w, v in _fields(dims[1])
+                 if f == _DIM_VALUE and w == _VARINT), 0)
 
 
 def read_tree_ensemble(onnx_bytes: bytes) -> tuple[dict, int]:
     """(attributes of the model's one TreeEnsembleRegressor node, width of its input)."""
     try:
-        graphs = [g for f, w, g in _fields(memoryview(onnx_bytes))
-                  if f == _MODEL_GRAPH and w == _BYTES]
+        graphs = _messages(memoryview(onnx_bytes), _MODEL_GRAPH)
         if len(graphs) != 1:
             raise _Malformed(f"expected one graph, found {len(graphs)}")
-        nodes, inputs = [], []
-        for field, wire, value in _fields(graphs[0]):
-            if field == _GRAPH_NODE and wire == _BYTES:
-                nodes.append(value)
-            elif field == _GRAPH_INPUT and wire == _BYTES:
-                inputs.append(value)
+        nodes, inputs = _messages(graphs[0], _GRAPH_NODE), _messages(graphs[0], _GRAPH_INPUT)
         trees = []
         for node in nodes:
             fields = list(_fields(node))

@@ -194,7 +194,7 @@ class ErrorSamples:
 def holdout_boosting(boosting=None):
     """Boosting of the parameter model a hold-out round trains: the model's own (``boosting``,
     default ``BoostingParams()``) when it has at most LIGHT_TREES trees, else LIGHT_TREES trees
-    at learning rate 0.1 (a lighter model of about the same fit, so training time stays
+    at learning rate 0.1 (twice the default's, so fewer trees still fit; training time stays
     bounded). A round never trains more trees than the model whose errors it measures."""
     from .augment import BoostingParams
 
