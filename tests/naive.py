@@ -237,3 +237,19 @@ def tree_arrays_loop(onnx_bytes: bytes) -> dict:
                 stack += [(left[g], 2 * pos + 1), (right[g], 2 * pos + 2)]
     return dict(roots=roots, tree_target=[tree_target[t] for t in trees], mode=mode, left=left,
                 right=right, value=value, depth=depth, feat=feat, thr=thr, leaf=leaf)
+
+
+def perfect_trees_walk(x, depth, feat, thr, leaf, tree_target, base):
+    """Row by row, tree by tree, one node at a time: the perfect-tree layout's definition
+    (children 2n + 1 when x <= threshold, else 2n + 2; leaves in tree order from the base)."""
+    n_inner = 2**depth - 1
+    out = np.empty((x.shape[0], base.size))
+    for i in range(x.shape[0]):
+        row = [float(v) for v in base]
+        for t in range(feat.shape[0]):
+            n = 0
+            for _ in range(depth):
+                n = 2 * n + 1 if x[i, feat[t, n]] <= thr[t, n] else 2 * n + 2
+            row[tree_target[t]] += float(leaf[t, n - n_inner])
+        out[i] = row
+    return out

@@ -303,6 +303,38 @@ def test_perfect_and_general_tree_layouts_agree(small_predictor, argonne):
     np.testing.assert_array_equal(t.predict(x, layout="perfect"), t.predict(x, layout="general"))
 
 
+@pytest.mark.parametrize("depth", [1, 3, 4, 5, 6, 8])
+def test_perfect_tree_kernel_matches_a_node_by_node_walk(depth):
+    """Every depth the layout allows: the levels evaluated at every node (up to 16 nodes) and
+    the wider ones looked up row by row give the path and the leaf sum of a plain walk, bit
+    for bit, for blocks cut anywhere (rows not a multiple of the block, ties at thresholds,
+    infinite padding thresholds, several targets)."""
+    from ala_fast._kernels.trees import predict_perfect_parallel, predict_perfect_rows
+
+    from .naive import perfect_trees_walk
+
+    rng = np.random.default_rng(depth)
+    n_trees, n_features, n_rows = 7, 5, 300
+    x = rng.normal(size=(n_rows, n_features)).astype(np.float32)
+    x[::7, 2] = 0.5  # ties: x == threshold goes left
+    feat = rng.integers(0, n_features, (n_trees, 2**depth - 1)).astype(np.int32)
+    thr = rng.normal(size=feat.shape).astype(np.float32)
+    thr[:, ::3] = 0.5
+    thr[1, :] = np.inf  # a padded tree: every row takes the leftmost path
+    leaf = rng.normal(size=(n_trees, 2**depth))
+    tree_target = (np.arange(n_trees) % 3).astype(np.int64)
+    base = np.array([0.25, -1.0, 3.0])
+    expected = perfect_trees_walk(x, depth, feat, thr, leaf, tree_target, base)
+    for lo, hi in ((0, n_rows), (0, 1), (3, 18), (5, 134), (129, 300)):
+        out = np.full((n_rows, 3), np.nan)
+        predict_perfect_rows(x, lo, hi, depth, feat, thr, leaf, tree_target, base, out)
+        np.testing.assert_array_equal(out[lo:hi], expected[lo:hi])
+        assert np.isnan(out[:lo]).all() and np.isnan(out[hi:]).all()
+    out = np.empty((n_rows, 3))
+    predict_perfect_parallel(x, depth, feat, thr, leaf, tree_target, base, out)
+    np.testing.assert_array_equal(out, expected)
+
+
 def test_tree_arrays_match_the_node_by_node_reference(small_predictor):
     """The vectorised ONNX flattening equals the dictionary-and-recursion original, array for
     array, on the shipped bundle's two models and a small one."""
