@@ -105,27 +105,35 @@ def blend_unseen_hardware(z: np.ndarray, configs: Sequence[tuple], ii: np.ndarra
     rows = unseen_rows([c[0] for c in configs], known) if known else np.zeros(0, np.int64)
     if rows.size == 0:
         return z
-    # one (query, known device) pair per device with weight, evaluated in one batch
-    pair_row, pair_weight, swapped = [], [], []
+    # the lending devices and their weights depend only on the configuration: each distinct
+    # one is weighed once; then one (query, lending device) pair per weight, in one batch
+    group: dict[tuple, int] = {}
+    group_of = np.array([group.setdefault(tuple(configs[i]), len(group)) for i in rows], np.int64)
     evidence: dict[tuple, tuple[bool, ...]] = {}  # configuration without hardware -> flags
-    for r, i in enumerate(rows):
+    swapped: dict[tuple, int] = {}  # (known device, *configuration without hardware) -> index
+    lenders, lender_weights = [], []
+    for config in group:
+        rest = config[1:]
         flags = None
         if benchmarked is not None:
-            rest = tuple(configs[i][1:])
             flags = evidence.get(rest)
             if flags is None:
                 flags = evidence[rest] = tuple(bool(benchmarked((d, *rest))) for d in known)
-        w = device_weights(configs[i][0], known, flags)
-        for j in np.flatnonzero(w):
-            pair_row.append(r)
-            pair_weight.append(w[j])
-            swapped.append((known[j], *configs[i][1:]))
-    pair_row = np.array(pair_row, np.int64)
-    cfg = config_matrix(*zip(*swapped))
-    x = build_features(cfg, np.asarray(ii, np.float64)[rows][pair_row],
-                       np.asarray(oo, np.float64)[rows][pair_row])
-    borrowed_pairs = targets(x, [config_identity(*c) for c in swapped])
+        w = device_weights(config[0], known, flags)
+        devices = np.flatnonzero(w)
+        lenders.append(np.array([swapped.setdefault((known[j], *rest), len(swapped))
+                                 for j in devices], np.int64))
+        lender_weights.append(w[devices])
+    pair_row = np.repeat(np.arange(rows.size), np.array([d.size for d in lenders])[group_of])
+    pair_config = np.concatenate([lenders[g] for g in group_of])
+    pair_weight = np.concatenate([lender_weights[g] for g in group_of])
+    configs_swapped = list(swapped)
+    x = build_features(config_matrix(*zip(*configs_swapped)),
+                       np.asarray(ii, np.float64)[rows][pair_row],
+                       np.asarray(oo, np.float64)[rows][pair_row], cfg_index=pair_config)
+    identities = [config_identity(*c) for c in configs_swapped]
+    borrowed_pairs = targets(x, [identities[k] for k in pair_config])
     borrowed = np.zeros((rows.size, 3))
-    np.add.at(borrowed, pair_row, np.array(pair_weight)[:, None] * borrowed_pairs)
+    np.add.at(borrowed, pair_row, pair_weight[:, None] * borrowed_pairs)
     z[rows] = (1 - BLEND) * z[rows] + BLEND * borrowed
     return z
