@@ -69,8 +69,9 @@ def test_blend_matches_a_loop_over_devices():
 
     configs = [("H200", 2, "vllm", "llama-2-70b", "fp16", "static"),
                ("A100", 1, "trt-llm", "mistral-7b", "fp16", "static"),
-               ("MI325X", 8, "vllm", "llama-3-70b", "fp8", "concurrency")]
-    ii, oo = np.array([512.0, 128.0, 2048.0]), np.array([256.0, 64.0, 1024.0])
+               ("MI325X", 8, "vllm", "llama-3-70b", "fp8", "concurrency"),
+               ("H200", 2, "vllm", "llama-2-70b", "fp16", "static")]  # row 0's, another shape
+    ii, oo = np.array([512.0, 128.0, 2048.0, 64.0]), np.array([256.0, 64.0, 1024.0, 4096.0])
     cfg = config_matrix(*zip(*configs))
     x = build_features(cfg, ii, oo)
     z0 = targets(x, [config_identity(*c) for c in configs])
@@ -79,14 +80,15 @@ def test_blend_matches_a_loop_over_devices():
     for flag in (None, benchmarked.__contains__):
         got = blend_unseen_hardware(z0, configs, ii, oo, KNOWN, targets, flag)
         np.testing.assert_array_equal(got[1], z0[1])  # known hardware: untouched
-        for i in (0, 2):
+        for i in (0, 2, 3):
             flags = None if flag is None else tuple(flag((d, *configs[i][1:])) for d in KNOWN)
             _check_blend(got[i], z0[i], configs[i], ii[i:i + 1], oo[i:i + 1], targets,
                          device_weights(configs[i][0], KNOWN, flags))
         results.append(got)
     # with evidence the H200 row borrows from A100 alone (H100 would weigh more otherwise)
     assert not np.allclose(results[0][0], results[1][0])
-    np.testing.assert_array_equal(unseen_rows([c[0] for c in configs], KNOWN), [0, 2])
+    assert not np.allclose(results[0][0], results[0][3])  # one configuration, two shapes
+    np.testing.assert_array_equal(unseen_rows([c[0] for c in configs], KNOWN), [0, 2, 3])
     np.testing.assert_array_equal(blend_unseen_hardware(z0, configs, ii, oo, (), targets), z0)
 
 
