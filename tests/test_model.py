@@ -652,3 +652,52 @@ def test_p2_learned_continuation_beats_the_fit_of_the_measured_half(trtllm):
     assert mine["p90_ape"] < 0.7 * fit["p90_ape"]
     # the interval beyond the range, cross-fitted over P1 folds, covers about what it says
     assert 0.85 <= mine["coverage"] <= 0.95 and mine["rel_width"] < 1.0
+
+
+# ----------------------------------------------------------------------------- Huber leaves
+@pytest.mark.parametrize("case", ["weighted", "unit weights", "ties and zero weights", "squared"])
+def test_huber_leaf_booster_grows_the_stock_estimators_trees(case):
+    """HuberLeafGBR is scikit-learn's GradientBoostingRegressor with a faster leaf update: the
+    same trees (thresholds, features, leaf values) and predictions, bit for bit."""
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    from ala_fast.huber_boosting import HuberLeafGBR
+
+    rng = np.random.default_rng(len(case))
+    x = rng.normal(size=(400, 6)).astype(np.float32)
+    y = x[:, 0] - 2 * x[:, 1] ** 2 + rng.standard_t(2, size=400)
+    w = rng.uniform(0.05, 1.0, size=400)
+    if case == "unit weights":
+        w = None
+    elif case == "ties and zero weights":
+        y = np.round(y)  # many residuals tie within a leaf
+        w[::5] = 0.0
+    kw = dict(n_estimators=40, learning_rate=0.1, max_depth=3, subsample=0.8,
+              min_samples_leaf=3, random_state=3, loss="squared_error" if case == "squared" else "huber")
+    stock = GradientBoostingRegressor(**kw).fit(x, y, sample_weight=w)
+    fast = HuberLeafGBR(**kw).fit(x, y, sample_weight=w)
+    for a, b in zip(stock.estimators_[:, 0], fast.estimators_[:, 0]):
+        for field in ("feature", "threshold", "value", "children_left"):
+            np.testing.assert_array_equal(getattr(b.tree_, field), getattr(a.tree_, field))
+    np.testing.assert_array_equal(fast.predict(x), stock.predict(x))
+
+
+def test_fast_huber_intercept_equals_scikit_learns():
+    """The leaf value itself, on the cases the booster meets and the ones handed back."""
+    from sklearn._loss.loss import HuberLoss
+
+    from ala_fast.huber_boosting import FastHuberLoss
+
+    rng = np.random.default_rng(0)
+    stock, fast = HuberLoss(quantile=0.9), FastHuberLoss(quantile=0.9)
+    for loss in (stock, fast):
+        loss.closs.delta = 0.7
+    for n in (1, 2, 3, 10, 101):
+        for y in (rng.normal(size=n), np.round(rng.normal(size=n)), np.full(n, 2.5)):
+            for w in (np.ones(n), rng.uniform(0, 1, n), np.where(np.arange(n) % 2 == 0, 0.0, 1.0)):
+                if not w.sum() > 0:
+                    continue
+                assert fast.fit_intercept_only(y, w) == stock.fit_intercept_only(y, w)
+    y = np.array([1.0, np.nan, 3.0])
+    np.testing.assert_array_equal(fast.fit_intercept_only(y, np.ones(3)),
+                                  stock.fit_intercept_only(y, np.ones(3)))

@@ -4,7 +4,8 @@ Training only: importing this module needs scikit-learn and skl2onnx (the ``trai
 Each target gets its own ``GradientBoostingRegressor``; the export merges them into a single
 multi-target ``TreeEnsembleRegressor`` (ai.onnx.ml opset 3) so any runtime gets all targets
 from one session run. GradientBoostingRegressor converts cleanly with skl2onnx; the parity
-test (tests/test_onnx_parity.py) guards the conversion against version drift.
+test (tests/test_model.py) guards the conversion against version drift. The estimator is
+:class:`ala_fast.huber_boosting.HuberLeafGBR`: the same model, with a faster Huber leaf update.
 """
 
 from __future__ import annotations
@@ -30,14 +31,14 @@ class BoostingParams:
 def fit_boosted(x: np.ndarray, y: np.ndarray, seed: int, params: BoostingParams | None = None,
                 sample_weight: np.ndarray | None = None) -> list:
     """One GradientBoostingRegressor per column of ``y`` (deterministic for a seed)."""
-    from sklearn.ensemble import GradientBoostingRegressor
+    from .huber_boosting import HuberLeafGBR
 
     p = params or BoostingParams()
     x32 = np.asarray(x, np.float32)
     y = np.atleast_2d(np.asarray(y, np.float64).T).T
     models = []
     for j in range(y.shape[1]):
-        m = GradientBoostingRegressor(
+        m = HuberLeafGBR(
             n_estimators=p.n_estimators, learning_rate=p.learning_rate, max_depth=p.max_depth,
             subsample=p.subsample, min_samples_leaf=p.min_samples_leaf, loss=p.loss,
             random_state=seed + j, **p.extra,
@@ -57,6 +58,10 @@ def export_onnx(models: list, n_features: int, name: str = "ala_fast") -> bytes:
     import onnx
     from onnx import TensorProto, helper
     from skl2onnx import to_onnx
+
+    from .huber_boosting import register_onnx
+
+    register_onnx()
 
     merged: dict[str, list] = {}
     base_values: list[float] = []
