@@ -64,6 +64,17 @@ def test_knn_kernel(benchmark, ref, nq):
 
 
 @pytest.mark.benchmark(group="knn")
+def test_knn_kernel_parallel_screening(benchmark, ref):
+    """knn(parallel=True): the screening pass on Numba's threads after the BLAS product (the
+    docstring of neighbors.knn says why the predictor does not use it)."""
+    q = np.random.default_rng(2).normal(size=(64, 48))
+    prepared = ReferenceSet.of(ref)
+    knn(q, prepared, 5, parallel=True)
+    benchmark.group = f"knn: 64 queries, {ref.shape[0]} references"
+    benchmark(knn, q, prepared, 5, parallel=True)
+
+
+@pytest.mark.benchmark(group="knn")
 @pytest.mark.parametrize("nq", [1, 64], ids=["1 query", "64 queries"])
 def test_knn_numpy_brute_force(benchmark, ref, nq):
     q = np.random.default_rng(2).normal(size=(nq, 48))
