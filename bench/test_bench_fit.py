@@ -76,3 +76,39 @@ def test_compile_time_fit(benchmark):
         subprocess.run([sys.executable, "-c", code], check=True, env=env)
 
     benchmark.pedantic(run, rounds=1, iterations=1)
+
+
+# ----------------------------------------------------------------------------- boosted trees
+@pytest.fixture(scope="module")
+def curve_targets(argonne, trtllm):
+    """The parameter model's training set on the shared data (features, first target, weights),
+    as fit_learned builds it."""
+    from ala_fast.learner import curve_set, identification_weights, trainable
+
+    cs = curve_set(curves.fit_curves(concat_tables([argonne, trtllm])))
+    tr = trainable(cs)
+    return (cs.x[tr].astype(np.float32), cs.targets()[tr, 0],
+            identification_weights(cs.min_batch[tr]))
+
+
+def _fit(cls, x, y, w):
+    from ala_fast.augment import BoostingParams
+
+    p = BoostingParams()
+    return cls(n_estimators=p.n_estimators, learning_rate=p.learning_rate, max_depth=p.max_depth,
+               subsample=p.subsample, min_samples_leaf=p.min_samples_leaf, loss=p.loss,
+               random_state=0).fit(x, y, sample_weight=w)
+
+
+@pytest.mark.benchmark(group="one boosted model (400 trees, Huber, shared data)")
+def test_huber_leaf_gbr(benchmark, curve_targets):
+    from ala_fast.huber_boosting import HuberLeafGBR
+
+    benchmark.pedantic(_fit, (HuberLeafGBR, *curve_targets), rounds=3)
+
+
+@pytest.mark.benchmark(group="one boosted model (400 trees, Huber, shared data)")
+def test_sklearn_gradient_boosting_regressor(benchmark, curve_targets):
+    from sklearn.ensemble import GradientBoostingRegressor
+
+    benchmark.pedantic(_fit, (GradientBoostingRegressor, *curve_targets), rounds=3)
