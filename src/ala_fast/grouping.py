@@ -7,6 +7,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 
+def distinct(rows: list[tuple]) -> tuple[list[tuple], np.ndarray]:
+    """Distinct tuples in order of first appearance and the index of each row's among them."""
+    index: dict[tuple, int] = {}
+    codes = np.empty(len(rows), np.int64)
+    for i, r in enumerate(rows):
+        codes[i] = index.setdefault(r, len(index))
+    return list(index), codes
+
+
 def _codes(col) -> tuple[np.ndarray, int]:
     """Hash-based integer codes of one column (first-appearance order) and their count."""
     enc = pc.dictionary_encode(col)

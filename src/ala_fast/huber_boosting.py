@@ -15,8 +15,9 @@ model bit for bit; tests/test_model.py compares the trees with the stock estimat
 shipped bundle's reproduction test rebuilds it through this class.
 
 It relies on two private hooks of scikit-learn (``GradientBoostingRegressor._get_loss`` and
-``sklearn._loss.loss.HuberLoss``), present in the pinned versions; if a release drops the
-first, the override is never called and training is only slower. skl2onnx converts the
+``sklearn._loss.loss.HuberLoss``), checked with scikit-learn 1.9 (the version the shipped
+bundle records); if a release drops the first, the override is never called and training is
+only slower, and if one changes the leaf arithmetic, the equality tests fail. skl2onnx converts the
 subclass with the GradientBoostingRegressor converter (registered by :func:`register_onnx`).
 """
 

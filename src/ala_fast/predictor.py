@@ -23,7 +23,7 @@ from .transfer import blend_unseen_hardware, known_devices
 from .curves import evaluate as eval_curve
 from .errors import BundleError, SchemaError, ValidationError
 from .features import FEATURE_NAMES, build_features, config_matrix, roofline_batch1_knee
-from .grouping import group_codes
+from .grouping import distinct, group_codes
 from .continuation import (
     DISTANCE_EDGES, band_quantiles, band_typical_error, continuation_scales, distance_band,
 )
@@ -202,14 +202,6 @@ def _as_workload(w) -> Workload:
             raise SchemaError(f"workload: missing {missing}")
         return Workload(**fields)
     raise SchemaError(f"workload: expected a Workload or a dict, got {type(w).__name__}")
-
-
-def _distinct(rows: list[tuple]) -> tuple[list[tuple], np.ndarray]:
-    index: dict[tuple, int] = {}
-    codes = np.empty(len(rows), np.int64)
-    for i, r in enumerate(rows):
-        codes[i] = index.setdefault(r, len(index))
-    return list(index), codes
 
 
 def default_bundle_path() -> Path:
@@ -440,7 +432,7 @@ class Predictor:
             if hit is not None:
                 (a[i], b[i], c[i]), (env[i], lo_b[i], hi_b[i]), cont[i] = hit
                 fitted[i] = True
-        cfg_rows, cfg_index = _distinct(configs_raw)
+        cfg_rows, cfg_index = distinct(configs_raw)
         cfg = config_matrix(*zip(*cfg_rows)) if cfg_rows else np.zeros((0, 0))
         x = build_features(cfg, ii, oo, cfg_index=cfg_index)
         learn = np.flatnonzero(~fitted)

@@ -23,6 +23,7 @@ import numpy as np
 
 from .catalog import config_identity, hardware_id, resolve_hardware
 from .features import build_features, config_matrix
+from .grouping import distinct
 
 BLEND = 0.5  # weight of the transferred efficiency against the trees' own answer
 #: log-distance (|log bandwidth ratio| + |log compute ratio|) over which a known device's
@@ -107,8 +108,7 @@ def blend_unseen_hardware(z: np.ndarray, configs: Sequence[tuple], ii: np.ndarra
         return z
     # the lending devices and their weights depend only on the configuration: each distinct
     # one is weighed once; then one (query, lending device) pair per weight, in one batch
-    group: dict[tuple, int] = {}
-    group_of = np.array([group.setdefault(tuple(configs[i]), len(group)) for i in rows], np.int64)
+    group, group_of = distinct([tuple(configs[i]) for i in rows])
     evidence: dict[tuple, tuple[bool, ...]] = {}  # configuration without hardware -> flags
     swapped: dict[tuple, int] = {}  # (known device, *configuration without hardware) -> index
     lenders, lender_weights = [], []

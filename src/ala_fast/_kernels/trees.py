@@ -88,7 +88,8 @@ def predict_parallel(x, roots, tree_target, feature, threshold, mode, left, righ
 # - a level of at most MASKED_LEVEL_NODES nodes is evaluated for every row at every node of
 #   the level, keeping the comparison of the node the row is at: no data-dependent load, so
 #   the loops over the block vectorise (2^d comparisons per row instead of one dependent
-#   gather; cheaper up to about 16 nodes on the machines measured, see bench/);
+#   gather; measured ad hoc on this machine, cheaper than the lookup up to 16 nodes and
+#   dearer from 32);
 # - a wider level looks up each row's node (threshold and feature) and compares once.
 # Fewer than MASKED_MIN_ROWS rows (a single prediction has nothing to vectorise over) walk
 # row by row, straight from ``x``.
