@@ -167,3 +167,29 @@ def test_many_threads_get_single_thread_answers():
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_answers_do_not_depend_on_what_was_predicted_before():
+    """Per-configuration plans are cached: a predictor that has seen other tables (and other
+    request shapes of the same configurations) answers bit for bit as a fresh one, in batches
+    and one workload at a time; throughput of predict_one equals the batch's bit for bit."""
+    table = random_workloads(600, 6)
+    fresh = ala_fast.load().predict(table)
+    used = ala_fast.load()
+    used.predict(random_workloads(900, 7))
+    for r in random_workloads(50, 8).to_pylist():
+        used.predict_one(**r)
+    assert used._plan_cache  # the plans this test is about were filled
+    assert used.predict(table).equals(fresh)
+    for i, row in enumerate(table.to_pylist()[:200]):
+        one = used.predict_one(**row)
+        assert one.throughput == fresh.column("throughput")[i].as_py()
+        assert one.confidence == fresh.column("confidence")[i].as_py()
+
+
+def test_plan_of_unseen_hardware_lends_from_known_devices(predictor):
+    plan = predictor._plan(("B200", 1, "vllm", "llama-2-7b", "fp16", "static"))
+    assert plan.lending is not None and plan.lending.weights.sum() == pytest.approx(1.0)
+    assert all(c[1:] == (1, "vllm", "llama-2-7b", "fp16", "static") for c in plan.lending.configs)
+    known = predictor._plan(("H100", 1, "vllm", "llama-2-7b", "fp16", "static"))
+    assert known.lending is None and known.siblings > 0

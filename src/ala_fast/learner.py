@@ -7,6 +7,7 @@ target definitions, prediction (:mod:`predictor`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -164,6 +165,8 @@ class Anchors:
         self.by_hardware = self._hardware([k[0] for k, _ in identities], residuals, weights)
         self.by_hardware_spelling = self._hardware([(k[0], s) for k, s in identities], residuals,
                                                    weights)
+        self._plans: dict[tuple[tuple, str], AnchorPlan] = {}  # filled on demand (thread-safe:
+        # concurrent fills store equal plans)
 
     @staticmethod
     def _siblings(keys: list, log_ii, log_oo, residuals, weights) -> dict:
@@ -194,8 +197,8 @@ class Anchors:
         return self.benchmarked(config_identity(*config))
 
     def correction(self, identity: tuple[tuple, str], log_ii: float, log_oo: float) -> np.ndarray:
-        return self._group(identity, np.array([log_ii], np.float64),
-                           np.array([log_oo], np.float64))[0]
+        return self.plan(identity).at(np.array([log_ii], np.float64),
+                                      np.array([log_oo], np.float64))[0]
 
     def for_features(self, identities: list[tuple[tuple, str]], x: np.ndarray) -> np.ndarray:
         """Corrections for curves given by features (columns 0 and 1 are ii and oo)."""
@@ -206,18 +209,25 @@ class Anchors:
         """Corrections (rows x 3), one vectorised evaluation per distinct identity."""
         log_ii = np.asarray(log_ii, np.float64)
         log_oo = np.asarray(log_oo, np.float64)
+        if len(identities) == 1:  # one query (the predictor's cold path): no grouping
+            return np.array(self.plan(identities[0]).at(log_ii, log_oo))
         out = np.zeros((len(identities), 3))
         groups: dict = {}
         for i, identity in enumerate(identities):
             groups.setdefault(identity, []).append(i)
         for identity, idx in groups.items():
             idx = np.array(idx)
-            out[idx] = self._group(identity, log_ii[idx], log_oo[idx])
+            out[idx] = self.plan(identity).at(log_ii[idx], log_oo[idx])
         return out
 
-    def _group(self, identity: tuple[tuple, str], log_ii: np.ndarray,
-               log_oo: np.ndarray) -> np.ndarray:
-        """Corrections of queries sharing one identity at request shapes (log ii, log oo)."""
+    def plan(self, identity: tuple[tuple, str]) -> "AnchorPlan":
+        """What anchors queries of one identity (cached: it does not depend on ii / oo)."""
+        hit = self._plans.get(identity)
+        if hit is None:
+            hit = self._plans[identity] = self._plan(identity)
+        return hit
+
+    def _plan(self, identity: tuple[tuple, str]) -> "AnchorPlan":
         key, spelling = identity
         sib = self.by_spelling.get(identity)
         if sib is None:
@@ -227,14 +237,32 @@ class Anchors:
             # NumPy reductions, not BLAS products: BLAS may sum in another order when several
             # threads call it at once, and a prediction must not depend on that
             level = (weight[:, None] * resid).sum(axis=0) / (weight.sum() + CONFIG_PRIOR)
-            w = weight * np.exp(-np.abs(log_i[None, :] - log_ii[:, None])
-                                - np.abs(log_o[None, :] - log_oo[:, None]))
-            local = (w[:, :, None] * (resid - level)[None, :, :]).sum(axis=1)
-            return level + local / (w.sum(axis=1) + SIBLING_PRIOR)[:, None]
+            return AnchorPlan(level, log_i, log_o, resid - level, weight)
         hw = self.by_hardware_spelling.get((key[0], spelling))
         if hw is None:
             hw = self.by_hardware.get(key[0], np.zeros(3))
-        return np.broadcast_to(hw, (log_ii.size, 3))
+        return AnchorPlan(hw)
+
+
+class AnchorPlan(NamedTuple):
+    """The anchoring of one identity: its siblings' configuration effect ``level`` plus their
+    deviations ``dev`` from it at (``log_i``, ``log_o``) with ``weight``; or, without
+    siblings, only ``level`` (the hardware's mean residual, or 0)."""
+
+    level: np.ndarray
+    log_i: np.ndarray | None = None
+    log_o: np.ndarray | None = None
+    dev: np.ndarray | None = None
+    weight: np.ndarray | None = None
+
+    def at(self, log_ii: np.ndarray, log_oo: np.ndarray) -> np.ndarray:
+        """Corrections (rows x 3) of queries at request shapes (log ii, log oo)."""
+        if self.dev is None:
+            return np.broadcast_to(self.level, (log_ii.size, 3))
+        w = self.weight * np.exp(-np.abs(self.log_i[None, :] - log_ii[:, None])
+                                 - np.abs(self.log_o[None, :] - log_oo[:, None]))
+        local = (w[:, :, None] * self.dev[None, :, :]).sum(axis=1)
+        return self.level + local / (w.sum(axis=1) + SIBLING_PRIOR)[:, None]
 
 
 def short_curve_residuals(z_hat: np.ndarray, roof_batch1: np.ndarray, roof_knee: np.ndarray,

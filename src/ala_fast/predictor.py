@@ -18,11 +18,11 @@ import pyarrow as pa
 
 from .arrow_input import as_table
 from .bundle import ipc_to_table, read_bundle, write_bundle
-from .catalog import config_identity
-from .transfer import blend_unseen_hardware, known_devices
+from .catalog import config_identity, hardware_id
+from .transfer import Lending, blend_lent, known_devices, lending
 from .curves import evaluate as eval_curve
 from .errors import BundleError, SchemaError, ValidationError
-from .features import FEATURE_NAMES, build_features, config_matrix, roofline_batch1_knee
+from .features import FEATURE_NAMES, build_features, config_vector, roofline_batch1_knee
 from .grouping import distinct, group_codes
 from .continuation import (
     DISTANCE_EDGES, band_quantiles, band_typical_error, continuation_scales, distance_band,
@@ -35,10 +35,11 @@ from .targets import T1_FLOOR, TARGET_NAMES, targets_to_params
 from .uncertainty import (
     ERROR_FEATURE_NAMES, ERROR_OUTPUTS, LEVEL_COLUMN, LEVELS, SIM_FEATURES, UNSEEN_HARDWARE,
     Scaler, confidence, config_counts, error_output, expected_ape, half_width, level_quantiles,
-    sigma_from_outputs, similarity_features,
+    neighbour_distances, novelty_level, sigma_from_outputs,
 )
 
 SIM_LEVEL = SIM_FEATURES.index("anchor_level")
+SIM_SIBLINGS = SIM_FEATURES.index("n_siblings")
 #: novelty levels of bundles trained before the peer-benchmarked level, in code order
 THREE_LEVELS = ("unseen_hardware", "unseen_configuration", "known_configuration")
 
@@ -119,6 +120,16 @@ class _CurveBlock(NamedTuple):
     err_x: np.ndarray  # error-model inputs without the batch size
     conf: np.ndarray
     cont: np.ndarray  # rows x 5: continuation (a, b, c) and its scales below lo / above hi
+
+
+class _ConfigPlan(NamedTuple):
+    """What prediction needs of one configuration whatever the request shape (cached)."""
+
+    identity: tuple  # catalog.config_identity: (config_key, hardware spelling)
+    cfg: np.ndarray  # configuration vector (features.config_vector)
+    lending: Lending | None  # unseen hardware: where it borrows its efficiency (transfer.py)
+    level: float  # novelty level, as the bundle codes it
+    siblings: float  # benchmarked curves of the configuration
 
 
 class _CurveState:
@@ -279,6 +290,7 @@ class Predictor:
                                 np.log(oo[an].astype(float)), resid[an], weight)
         hardware = curves.column("hardware").to_pylist()
         self._devices = known_devices(hardware[k] for k in an)
+        self._device_ids = frozenset(hardware_id(d) for d in self._devices)
         # uncertainty
         u = manifest["uncertainty"]
         if tuple(u["error_feature_names"]) != ERROR_FEATURE_NAMES:
@@ -330,6 +342,7 @@ class Predictor:
         # the compiled evaluator runs only the output a row needs
         self._error_outputs = [self._error_trees.only_target(j) for j in range(len(outputs))]
         self._state_cache: dict[tuple, _CurveState] = {}
+        self._plan_cache: dict[tuple, _ConfigPlan] = {}  # concurrent fills store equal plans
         self.set_coverage(coverage)
 
     def set_coverage(self, coverage: float) -> None:
@@ -411,46 +424,73 @@ class Predictor:
         return np.maximum(np.exp(log_sigma), self._sigma_floor)
 
     # ------------------------------------------------------------------ per-curve core
+    def _plan(self, config: tuple) -> "_ConfigPlan":
+        """What prediction needs of one configuration, whatever the request shape (cached)."""
+        plan = self._plan_cache.get(config)
+        if plan is not None:
+            return plan
+        identity = config_identity(*config)
+        key = identity[0]
+        lent = None
+        if self._devices and hardware_id(config[0]) not in self._device_ids:
+            lent = lending(config, self._devices, self._anchors.benchmarked_config)
+        known = self._known_configs
+        plan = _ConfigPlan(identity, config_vector(*config), lent,
+                           float(self._level_code[novelty_level(key, known)]),
+                           float(known.counts.get(key, 0)))
+        if len(self._plan_cache) >= STATE_CACHE_SIZE:
+            self._plan_cache.clear()
+        self._plan_cache[config] = plan
+        return plan
+
     def _curve_block(self, configs_raw: list[tuple], ii: np.ndarray, oo: np.ndarray,
                      engine: str = "compiled") -> _CurveBlock:
         """Everything about distinct curves that does not depend on the batch size.
 
         ``configs_raw`` holds (hardware, num_devices, framework, model, precision, batch_kind)
-        as given; names are resolved through cached lookups, features built by the compiled
-        kernel, trees run by the compiled evaluator (or ONNX Runtime).
+        as given; what depends on the configuration alone comes from cached plans, features
+        are built by the compiled kernel, trees run by the compiled evaluator (or ONNX Runtime).
         """
         n = len(configs_raw)
-        identities = [config_identity(*c) for c in configs_raw]
-        configs = [key for key, _ in identities]
+        if n == 1:  # predict_one's first call for a curve: no grouping
+            plans, cfg_index = [self._plan(configs_raw[0])], np.zeros(1, np.int64)
+        else:
+            cfg_rows, cfg_index = distinct(configs_raw)
+            plans = [self._plan(c) for c in cfg_rows]
+        row_plans = [plans[k] for k in cfg_index]
         a, b, c = np.empty(n), np.empty(n), np.empty(n)
         env, lo_b, hi_b = np.zeros(n), np.zeros(n), np.zeros(n)
         fitted = np.zeros(n, bool)
         cont = np.full((n, 5), np.nan)
-        for i, (identity, key) in enumerate(zip(identities, configs)):
+        for i, plan in enumerate(row_plans):
             shape = (int(ii[i]), int(oo[i]))
-            hit = self._fitted.get((identity, *shape)) or self._fitted.get((key, *shape))
+            hit = (self._fitted.get((plan.identity, *shape))
+                   or self._fitted.get((plan.identity[0], *shape)))
             if hit is not None:
                 (a[i], b[i], c[i]), (env[i], lo_b[i], hi_b[i]), cont[i] = hit
                 fitted[i] = True
-        cfg_rows, cfg_index = distinct(configs_raw)
-        cfg = config_matrix(*zip(*cfg_rows)) if cfg_rows else np.zeros((0, 0))
-        x = build_features(cfg, ii, oo, cfg_index=cfg_index)
+        x = build_features(np.stack([p.cfg for p in plans]), ii, oo, cfg_index=cfg_index)
         learn = np.flatnonzero(~fitted)
         if learn.size:
             def anchored(xx: np.ndarray, ids: list) -> np.ndarray:
                 return self.raw_targets(xx, engine) + self._anchors.for_features(ids, xx)
 
-            z = blend_unseen_hardware(anchored(x[learn], [identities[i] for i in learn]),
-                                      [configs_raw[i] for i in learn], ii[learn], oo[learn],
-                                      self._devices, anchored, self._anchors.benchmarked_config)
+            z = anchored(x[learn], [row_plans[i].identity for i in learn])
+            unseen = [k for k, i in enumerate(learn) if row_plans[i].lending is not None]
+            if unseen:
+                z = blend_lent(z, np.array(unseen, np.int64),
+                               [row_plans[learn[k]].lending for k in unseen],
+                               ii[learn], oo[learn], anchored)
             b1, knee = roofline_batch1_knee(x[learn])
             a[learn], b[learn], c[learn] = targets_to_params(z, b1, knee)
-        sim = similarity_features(self._scaler.transform(x), self._reference, configs,
-                                  self._known_configs)
-        sim[:, SIM_LEVEL] = self._level_code[sim[:, SIM_LEVEL].astype(np.int64)]
+        err_x = np.empty((n, len(FEATURE_NAMES) + len(SIM_FEATURES)))
+        err_x[:, :len(FEATURE_NAMES)] = x
+        sim = err_x[:, len(FEATURE_NAMES):]
+        neighbour_distances(self._scaler.transform(x), self._reference, sim)
+        sim[:, SIM_LEVEL] = [p.level for p in row_plans]
+        sim[:, SIM_SIBLINGS] = [p.siblings for p in row_plans]
         conf = np.where(fitted, 1.0, confidence(sim[:, 0], self._distance_scale))
-        return _CurveBlock(a, b, c, fitted, env, lo_b, hi_b, np.column_stack([x, sim]), conf,
-                           cont)
+        return _CurveBlock(a, b, c, fitted, env, lo_b, hi_b, err_x, conf, cont)
 
     def _rows(self, block: _CurveBlock, codes: np.ndarray, bb: np.ndarray, oo: np.ndarray,
               engine: str = "compiled") -> dict[str, np.ndarray]:
@@ -542,7 +582,9 @@ class Predictor:
                     engine: str = "compiled") -> Prediction:
         """Predict one workload (the scheduler hot path).
 
-        The first call for a (configuration, ii, oo) runs the models; later calls with the same
+        The first call for a (configuration, ii, oo) runs the models (what depends on the
+        configuration alone, such as its anchors, novelty level and, on unseen hardware, the
+        devices it borrows from, is cached across request shapes); later calls with the same
         curve cost a dictionary lookup and the curve formula (the error model runs once per
         new batch size). No Arrow, no pandas.
         """

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 
@@ -91,6 +92,62 @@ def unseen_rows(hardware: Sequence[str], known: Sequence[str]) -> np.ndarray:
     return np.array([i for i, h in enumerate(hardware) if hardware_id(h) not in seen], np.int64)
 
 
+class Lending(NamedTuple):
+    """Where one configuration on unseen hardware borrows its efficiency from: the same
+    configuration on each lending known device (raw tuples), their weights (summing to 1),
+    configuration vectors and identities."""
+
+    configs: tuple[tuple, ...]
+    weights: np.ndarray
+    cfg: np.ndarray  # configuration vectors (len(configs) x N_CONFIG)
+    identities: tuple
+
+
+def lending(config: tuple, known: tuple[str, ...],
+            benchmarked: Callable[[tuple], bool] | None = None) -> Lending:
+    """The :class:`Lending` of ``config`` (hardware, num_devices, framework, model, precision,
+    batch_kind), whose hardware is not among ``known`` (see :func:`device_weights`)."""
+    rest = tuple(config[1:])
+    flags = None if benchmarked is None else tuple(bool(benchmarked((d, *rest))) for d in known)
+    w = device_weights(config[0], known, flags)
+    devices = np.flatnonzero(w)
+    configs = tuple((known[j], *rest) for j in devices)
+    return Lending(configs, w[devices], config_matrix(*zip(*configs)),
+                   tuple(config_identity(*c) for c in configs))
+
+
+def blend_lent(z: np.ndarray, rows: np.ndarray, lent: Sequence[Lending], ii: np.ndarray,
+               oo: np.ndarray, targets: TargetsFn) -> np.ndarray:
+    """``z`` with rows ``rows`` blended with what ``lent[k]`` (the lending of row ``rows[k]``)
+    borrows at that row's (ii, oo): one (query, lending device) pair per weight, in one batch
+    of features and targets."""
+    z = np.array(z, np.float64, copy=True)
+    if rows.size == 0:
+        return z
+    # each distinct lending's vectors once (``lent`` repeats one object per configuration);
+    # pair p is the j-th lender of its row, i.e. row j of its lending's block
+    blocks: dict[int, Lending] = {}
+    for g in lent:
+        blocks.setdefault(id(g), g)
+    block_start, start = {}, 0
+    for key, g in blocks.items():
+        block_start[key], start = start, start + len(g.configs)
+    sizes = np.array([len(g.configs) for g in lent], np.int64)
+    pair_row = np.repeat(np.arange(rows.size), sizes)
+    row_start = np.array([block_start[id(g)] for g in lent], np.int64)
+    pair_config = row_start[pair_row] + np.arange(pair_row.size) - (np.cumsum(sizes) - sizes)[pair_row]
+    pair_weight = np.concatenate([g.weights for g in lent])
+    cfg = np.concatenate([g.cfg for g in blocks.values()])
+    identities = [i for g in blocks.values() for i in g.identities]
+    x = build_features(cfg, np.asarray(ii, np.float64)[rows][pair_row],
+                       np.asarray(oo, np.float64)[rows][pair_row], cfg_index=pair_config)
+    borrowed_pairs = targets(x, [identities[k] for k in pair_config])
+    borrowed = np.zeros((rows.size, 3))
+    np.add.at(borrowed, pair_row, pair_weight[:, None] * borrowed_pairs)
+    z[rows] = (1 - BLEND) * z[rows] + BLEND * borrowed
+    return z
+
+
 def blend_unseen_hardware(z: np.ndarray, configs: Sequence[tuple], ii: np.ndarray,
                           oo: np.ndarray, known: Sequence[str], targets: TargetsFn,
                           benchmarked: Callable[[tuple], bool] | None = None) -> np.ndarray:
@@ -101,39 +158,11 @@ def blend_unseen_hardware(z: np.ndarray, configs: Sequence[tuple], ii: np.ndarra
     ``benchmarked`` tells whether a configuration (a known device swapped in) has benchmarked
     curves (see :func:`device_weights`; None: every device counts).
     """
-    z = np.array(z, np.float64, copy=True)
     known = tuple(known)
     rows = unseen_rows([c[0] for c in configs], known) if known else np.zeros(0, np.int64)
     if rows.size == 0:
-        return z
-    # the lending devices and their weights depend only on the configuration: each distinct
-    # one is weighed once; then one (query, lending device) pair per weight, in one batch
+        return np.array(z, np.float64, copy=True)
+    # the lending depends only on the configuration: each distinct one is weighed once
     group, group_of = distinct([tuple(configs[i]) for i in rows])
-    evidence: dict[tuple, tuple[bool, ...]] = {}  # configuration without hardware -> flags
-    swapped: dict[tuple, int] = {}  # (known device, *configuration without hardware) -> index
-    lenders, lender_weights = [], []
-    for config in group:
-        rest = config[1:]
-        flags = None
-        if benchmarked is not None:
-            flags = evidence.get(rest)
-            if flags is None:
-                flags = evidence[rest] = tuple(bool(benchmarked((d, *rest))) for d in known)
-        w = device_weights(config[0], known, flags)
-        devices = np.flatnonzero(w)
-        lenders.append(np.array([swapped.setdefault((known[j], *rest), len(swapped))
-                                 for j in devices], np.int64))
-        lender_weights.append(w[devices])
-    pair_row = np.repeat(np.arange(rows.size), np.array([d.size for d in lenders])[group_of])
-    pair_config = np.concatenate([lenders[g] for g in group_of])
-    pair_weight = np.concatenate([lender_weights[g] for g in group_of])
-    configs_swapped = list(swapped)
-    x = build_features(config_matrix(*zip(*configs_swapped)),
-                       np.asarray(ii, np.float64)[rows][pair_row],
-                       np.asarray(oo, np.float64)[rows][pair_row], cfg_index=pair_config)
-    identities = [config_identity(*c) for c in configs_swapped]
-    borrowed_pairs = targets(x, [identities[k] for k in pair_config])
-    borrowed = np.zeros((rows.size, 3))
-    np.add.at(borrowed, pair_row, pair_weight[:, None] * borrowed_pairs)
-    z[rows] = (1 - BLEND) * z[rows] + BLEND * borrowed
-    return z
+    lent = [lending(config, known, benchmarked) for config in group]
+    return blend_lent(z, rows, [lent[g] for g in group_of], ii, oo, targets)

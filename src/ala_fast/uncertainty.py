@@ -69,6 +69,20 @@ def similarity_features(query_vectors: np.ndarray, reference, query_configs: lis
     One compiled pass per query gives the 5 nearest Euclidean distances and the nearest cosine
     distance (exact; see ``_kernels.neighbors``).
     """
+    out = np.empty((len(query_configs), len(SIM_FEATURES)))
+    neighbour_distances(query_vectors, reference, out)
+    seen: dict[tuple, tuple[int, int]] = {}  # once per distinct configuration
+    for i, c in enumerate(query_configs):
+        hit = seen.get(c)
+        if hit is None:
+            hit = seen[c] = (novelty_level(c, known), known.counts.get(c, 0))
+        out[i, 3:] = hit  # anchor_level, n_siblings
+    return out
+
+
+def neighbour_distances(query_vectors: np.ndarray, reference, out: np.ndarray) -> None:
+    """The distance columns of :func:`similarity_features` (nearest and mean of the 5 nearest
+    Euclidean distances, nearest cosine distance) written into ``out[:, :3]``."""
     from ._kernels import neighbors as kn
     from .neighbors import as_reference, screened
 
@@ -80,14 +94,9 @@ def similarity_features(query_vectors: np.ndarray, reference, query_configs: lis
     cos = np.empty(q.shape[0])
     # serial screening: the BLAS product already uses every core (see neighbors.knn)
     screened(kn.similarity_batch, q, ref, (k,), (d, idx, cos))
-    level, sib = np.empty(q.shape[0]), np.empty(q.shape[0])
-    seen: dict[tuple, tuple[int, int]] = {}  # once per distinct configuration
-    for i, c in enumerate(query_configs):
-        hit = seen.get(c)
-        if hit is None:
-            hit = seen[c] = (novelty_level(c, known), known.counts.get(c, 0))
-        level[i], sib[i] = hit
-    return np.column_stack([d[:, 0], d.mean(axis=1), cos, level, sib])
+    out[:, 0] = d[:, 0]
+    out[:, 1] = d.mean(axis=1)
+    out[:, 2] = cos
 
 
 @dataclass(frozen=True)
