@@ -154,6 +154,53 @@ def test_fmwork_and_canonical_files(tmp_path):
     assert read_report(t).source == "canonical" and t.num_rows == 3
 
 
+ARGONNE_HEAD = "Hardware,Num of Hardware,Framework,Model,Input Output Length,Batch Size,"
+
+
+def test_argonne_parallelism_is_not_averaged_away(tmp_path):
+    """TP_PP_Results.csv: a pipeline-parallel run on 4 devices is another deployment than the
+    tensor-parallel one; it is skipped and counted, never averaged with it. On one device the
+    label means nothing and both rows are one deployment measured twice."""
+    rows = [("4", "Tensor Parallelism", 100.0), ("4", "Pipeline Parallelism", 60.0),
+            ("4", "PP", 50.0), ("1", "Tensor Parallelism", 30.0), ("1", "Pipeline Parallelism", 34.0)]
+    lines = [ARGONNE_HEAD + "Parallelism Type,Latency,Throughput"]
+    lines += [f"Nvidia A100 GPU,{n},TensorRT-LLM,meta-llama/Llama-2-7b-hf,128,16,{kind},1.0,{t}"
+              for n, kind, t in rows]
+    (tmp_path / "tp_pp.csv").write_text("\n".join(lines) + "\n")
+    with pytest.warns(UserWarning, match="skipped"):
+        t, rep = ala_fast.read_benchmarks(tmp_path / "tp_pp.csv", return_report=True)
+    assert rep.source == "argonne" and rep.rows_in == 5 and rep.rows_out == 2
+    assert sorted(rep.skipped.values()) == [1, 1]
+    assert all("parallelism" in reason for reason in rep.skipped)
+    assert rep.duplicates_merged == 1
+    # total tokens/s of ii == oo: half are output tokens
+    assert dict(zip(t.column("num_devices").to_pylist(), t.column("throughput").to_pylist())) \
+        == {4: 50.0, 1: 16.0}
+
+
+def test_argonne_quantisation_table(tmp_path):
+    """A100_H100_quant_all_results.csv: lower-case result columns, blank lines, the weights'
+    precision from kv_cache_dtype, and runs with another KV-cache precision skipped and counted
+    (they would otherwise be averaged with the plain runs)."""
+    lines = [ARGONNE_HEAD + "kv_cache_dtype,latency,throughput", ""]
+    for dtype, t in (("Weight = fp16, KV Cache = fp16", 200.0), ("Weight = fp16, KV Cache = fp8", 260.0),
+                     ("Weight = fp8, KV Cache = fp8", 300.0)):
+        lines.append(f'Nvidia H100 GPU,1,vLLM,meta-llama/Meta-Llama-3-8B,128,1,"{dtype}",1.0,{t}')
+    lines.append(",,,,,,,,")
+    (tmp_path / "quant.csv").write_text("\n".join(lines) + "\n")
+    with pytest.warns(UserWarning, match="skipped"):
+        t, rep = ala_fast.read_benchmarks(tmp_path / "quant.csv", return_report=True)
+    assert rep.source == "argonne"
+    assert rep.skipped == {"empty row": 1,
+                           "KV cache in fp8 with fp16 weights (no KV-cache precision column)": 1}
+    assert t.column("precision").to_pylist() == ["fp16", "fp8"]
+    assert t.column("throughput").to_pylist() == [100.0, 150.0]
+    (tmp_path / "bad.csv").write_text(ARGONNE_HEAD + "kv_cache_dtype,latency,throughput\n"
+                                      'H100,1,vLLM,m,128,1,"fp16 everywhere",1.0,2.0\n')
+    with pytest.raises(ala_fast.ReaderError, match="row 0: kv_cache_dtype"):
+        ala_fast.read_benchmarks(tmp_path / "bad.csv")
+
+
 def test_bad_files(tmp_path):
     (tmp_path / "x.json").write_text("{}")
     with pytest.raises(ala_fast.ReaderError, match="unknown file type"):

@@ -10,6 +10,7 @@ the counts travel with the table (``read_report(table)``).
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -91,7 +92,7 @@ def _load_file(path: Path) -> pa.Table:
 
 def detect_source(columns: list[str]) -> str:
     cols = set(columns)
-    if {"Hardware", "Num of Hardware", "Input Output Length", "Throughput"} <= cols:
+    if _ARGONNE_KEYS <= {c.strip().lower() for c in cols}:
         return "argonne"
     if {"GPU", "Input/Output Lengths", "Throughput (tokens / sec)"} <= cols:
         return "trtllm-dli"
@@ -130,22 +131,71 @@ def _numeric(col: pa.ChunkedArray) -> np.ndarray:
     return col.to_numpy(zero_copy_only=False).astype(np.float64)
 
 
+#: columns of the Argonne LLM-Inference-Bench tables (any case: the quantisation table writes
+#: ``throughput`` and ``latency`` in lower case)
+_ARGONNE_KEYS = {"hardware", "num of hardware", "input output length", "throughput"}
+#: parallelism labels of TP_PP_Results.csv that mean tensor parallelism, the deployment the
+#: other tables (and the canonical table) describe
+_TENSOR_PARALLEL = {"tensor parallelism", "tp", "tensor"}
+_WEIGHT_KV = re.compile(r"^\s*weight\s*=\s*([\w.]+)\s*,\s*kv\s*cache\s*=\s*([\w.]+)\s*$", re.I)
+
+
 def _from_argonne(raw: pa.Table, report: ReadReport) -> pa.Table:
+    """All_results.csv and its smaller siblings (TP_PP_Results.csv, power_results.csv,
+    A100_H100_quant_all_results.csv).
+
+    What the canonical table cannot hold is skipped and counted, never merged into rows it
+    would then be averaged with: multi-device runs with pipeline, expert or hybrid parallelism
+    (``Parallelism Type``), and runs whose KV cache has another precision than the weights
+    (``kv_cache_dtype`` = "Weight = fp16, KV Cache = fp8"; the weights give ``precision``).
+    """
     where = report.path
-    length = _numeric(_col(raw, "Input Output Length", where))
-    total = _numeric(_col(raw, "Throughput", where))
+    raw = raw.rename_columns([c.strip().lower() for c in raw.column_names])
+    empty = np.ones(raw.num_rows, bool)  # a line of commas: nulls, or empty strings
+    for col in raw.columns:
+        blank = col.is_null()
+        if pa.types.is_string(col.type):
+            blank = pc.or_kleene(blank, pc.equal(pc.utf8_trim_whitespace(col), ""))
+        empty &= blank.to_numpy(zero_copy_only=False)
+    raw = _drop_rows(raw, empty, "empty row", report)
+    devices = _numeric(_col(raw, "num of hardware", where))
+    skip: list[str | None] = [None] * raw.num_rows  # why a row cannot be kept
+    if "parallelism type" in raw.column_names:
+        for i, kind in enumerate(_strings(raw.column("parallelism type"))):
+            kind = str(kind).strip()
+            if devices[i] > 1 and kind.lower() not in _TENSOR_PARALLEL:
+                skip[i] = f"{kind!r} parallelism on several devices (only tensor parallelism " \
+                          "is representable)"
+    precision = ["fp16"] * raw.num_rows
+    if "kv_cache_dtype" in raw.column_names:
+        for i, s in enumerate(_strings(raw.column("kv_cache_dtype"))):
+            m = _WEIGHT_KV.match(str(s))
+            if m is None:
+                raise ReaderError(f"{where}: row {i}: kv_cache_dtype = {s!r}, expected "
+                                  "'Weight = <precision>, KV Cache = <precision>'")
+            precision[i], kv = (normalise_precision(g) for g in m.groups())
+            if kv != precision[i] and skip[i] is None:
+                skip[i] = f"KV cache in {kv} with {precision[i]} weights (no KV-cache " \
+                          "precision column)"
+    for reason in sorted({r for r in skip if r is not None}):
+        report.skipped[reason] = skip.count(reason)
+    keep = np.array([r is None for r in skip], bool)
+    raw = raw.filter(pa.array(keep))
+    precision = [p for p, k in zip(precision, keep) if k]
+    length = _numeric(_col(raw, "input output length", where))
+    total = _numeric(_col(raw, "throughput", where))
     # Throughput is TOTAL tokens/s = (ii + oo) * bb / latency with ii == oo -> output share
     output_thpt = total * length / (length + length)
     return pa.table(
         {
-            "hardware": _col(raw, "Hardware", where).cast(pa.string()),
-            "num_devices": _numeric(_col(raw, "Num of Hardware", where)),
-            "framework": [normalise_framework(s) for s in _strings(_col(raw, "Framework", where))],
-            "model": _col(raw, "Model", where).cast(pa.string()),
-            "precision": ["fp16"] * raw.num_rows,
+            "hardware": _col(raw, "hardware", where).cast(pa.string()),
+            "num_devices": _numeric(_col(raw, "num of hardware", where)),
+            "framework": [normalise_framework(s) for s in _strings(_col(raw, "framework", where))],
+            "model": _col(raw, "model", where).cast(pa.string()),
+            "precision": precision,
             "input_tokens": length,
             "output_tokens": length,
-            "batch_size": _numeric(_col(raw, "Batch Size", where)),
+            "batch_size": _numeric(_col(raw, "batch size", where)),
             "throughput": output_thpt,
         }
     )
