@@ -303,18 +303,20 @@ def test_perfect_and_general_tree_layouts_agree(small_predictor, argonne):
     np.testing.assert_array_equal(t.predict(x, layout="perfect"), t.predict(x, layout="general"))
 
 
-@pytest.mark.parametrize("depth", [1, 3, 4, 5, 6, 8])
-def test_perfect_tree_kernel_matches_a_node_by_node_walk(depth):
+@pytest.mark.parametrize("depth,n_trees", [(1, 7), (3, 19), (4, 8), (4, 7), (5, 17), (6, 7),
+                                           (8, 9)])
+def test_perfect_tree_kernel_matches_a_node_by_node_walk(depth, n_trees):
     """Every depth the layout allows: the levels evaluated at every node (up to 16 nodes) and
     the wider ones looked up row by row give the path and the leaf sum of a plain walk, bit
     for bit, for blocks cut anywhere (rows not a multiple of the block, ties at thresholds,
-    infinite padding thresholds, several targets)."""
+    infinite padding thresholds, several targets; tree counts below, at and across multiples of
+    the trees a row walks at once)."""
     from ala_fast._kernels.trees import predict_perfect_parallel, predict_perfect_rows
 
     from .naive import perfect_trees_walk
 
     rng = np.random.default_rng(depth)
-    n_trees, n_features, n_rows = 7, 5, 300
+    n_features, n_rows = 5, 300
     x = rng.normal(size=(n_rows, n_features)).astype(np.float32)
     x[::7, 2] = 0.5  # ties: x == threshold goes left
     feat = rng.integers(0, n_features, (n_trees, 2**depth - 1)).astype(np.int32)
@@ -325,7 +327,7 @@ def test_perfect_tree_kernel_matches_a_node_by_node_walk(depth):
     tree_target = (np.arange(n_trees) % 3).astype(np.int64)
     base = np.array([0.25, -1.0, 3.0])
     expected = perfect_trees_walk(x, depth, feat, thr, leaf, tree_target, base)
-    for lo, hi in ((0, n_rows), (0, 1), (3, 18), (5, 134), (129, 300)):
+    for lo, hi in ((0, n_rows), (0, 1), (7, 9), (3, 18), (5, 134), (129, 300)):
         out = np.full((n_rows, 3), np.nan)
         predict_perfect_rows(x, lo, hi, depth, feat, thr, leaf, tree_target, base, out)
         np.testing.assert_array_equal(out[lo:hi], expected[lo:hi])

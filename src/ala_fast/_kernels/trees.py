@@ -92,27 +92,42 @@ def predict_parallel(x, roots, tree_target, feature, threshold, mode, left, righ
 #   dearer from 32);
 # - a wider level looks up each row's node (threshold and feature) and compares once.
 # Fewer than MASKED_MIN_ROWS rows (a single prediction has nothing to vectorise over) walk
-# row by row, straight from ``x``.
+# row by row, straight from ``x``, WALK_INTERLEAVE trees at a time.
 # Both give each row the same path, and every row adds its leaves in tree order from the base
 # value, so the sums are the same as a row-by-row walk, bit for bit.
 PERFECT_BLOCK = 128
 MASKED_LEVEL_NODES = 16
 MASKED_MIN_ROWS = 16
+WALK_INTERLEAVE = 8  # trees one row walks at once (2.4x one at a time for one row, ad hoc)
 
 
 @jit
 def _walk_rows(x, lo, hi, depth, feat, thr, leaf, tree_target, base, out):
+    """Row by row: each row walks WALK_INTERLEAVE trees at once (independent chains of
+    dependent loads, so the processor overlaps them; one tree at a time waits on each load),
+    then adds their leaves in tree order."""
     n_inner = feat.shape[1]
+    n_trees = feat.shape[0]
+    nodes = np.zeros(WALK_INTERLEAVE, np.int64)
     for i in range(lo, hi):
         for k in range(base.shape[0]):
             out[i, k] = base[k]
-    for t in range(feat.shape[0]):
-        tgt = tree_target[t]
-        for i in range(lo, hi):
+        t = 0
+        while t + WALK_INTERLEAVE <= n_trees:
+            for j in range(WALK_INTERLEAVE):
+                nodes[j] = 0
+            for _ in range(depth):
+                for j in range(WALK_INTERLEAVE):
+                    n = nodes[j]
+                    nodes[j] = 2 * n + 1 + (1 if x[i, feat[t + j, n]] > thr[t + j, n] else 0)
+            for j in range(WALK_INTERLEAVE):
+                out[i, tree_target[t + j]] += leaf[t + j, nodes[j] - n_inner]
+            t += WALK_INTERLEAVE
+        for t in range(t, n_trees):
             node = 0
             for _ in range(depth):
                 node = 2 * node + 1 + (1 if x[i, feat[t, node]] > thr[t, node] else 0)
-            out[i, tgt] += leaf[t, node - n_inner]
+            out[i, tree_target[t]] += leaf[t, node - n_inner]
 
 
 @jit
