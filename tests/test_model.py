@@ -49,6 +49,48 @@ def test_catalog_aliases():
     assert resolve_hardware("TPU v9") is None and resolve_model("my-private-model") is None
 
 
+def test_common_accelerators_and_models_resolve_as_spelled_in_the_wild():
+    """Tables from other sources name devices and models the shared data does not have."""
+    for name, entry in (("NVIDIA GeForce RTX 4090", "RTX-4090"), ("Tesla T4", "T4"),
+                        ("NVIDIA RTX A6000", "RTX-A6000"), ("NVIDIA H800 80GB HBM3", "H800"),
+                        ("AMD Instinct MI210", "MI210"), ("TPU v5e", "TPU-v5e"),
+                        ("NVIDIA L20", "L20"), ("A800-SXM4-80GB", "A800"), ("NVIDIA A40", "A40")):
+        assert hardware_id(name) == entry, name
+    for name, entry in (("Qwen/Qwen2.5-14B-Instruct", "qwen2.5-14b"),
+                        ("google/gemma-2-9b-it", "gemma-2-9b"),
+                        ("microsoft/Phi-3-mini-4k-instruct", "phi-3-mini"),
+                        ("ibm-granite/granite-3.1-8b-instruct", "granite-3-8b"),
+                        ("mistralai/Mistral-Nemo-Instruct-2407", "mistral-nemo-12b"),
+                        ("deepseek-ai/DeepSeek-R1-Distill-Llama-70B", "llama-3.3-70b"),
+                        ("Qwen/Qwen3-30B-A3B", "qwen3-30b-a3b"),
+                        ("codellama/CodeLlama-34b-Instruct-hf", "codellama-34b"),
+                        ("meta-llama/Llama-4-Scout-17B-16E-Instruct", "llama-4-scout")):
+        assert model_id(name) == entry, name
+    assert resolve_hardware("RTX 4090").vendor == resolve_hardware("Tesla T4").vendor == "nvidia"
+    assert resolve_hardware("TPU v5p").vendor == "google"
+
+
+def test_memory_variants_resolve_to_their_own_entry():
+    """A memory size in the name picks the variant of that size where the catalog has one; the
+    plain name and unknown sizes keep the main entry."""
+    assert hardware_id("NVIDIA A100-SXM4-40GB") == hardware_id("A100 40GB") == "A100-40GB"
+    assert hardware_id("A100-SXM4-80GB") == hardware_id("A100") == "A100"
+    assert hardware_id("GH200 144GB HBM3e") == "GH200-144GB"
+    assert hardware_id("GH200 96GB") == hardware_id("Nvidia GH200 GPU") == "GH200"
+    assert hardware_id("H100 94GB") == "H100-SXM"
+
+
+def test_catalog_numbers_are_consistent():
+    from ala_fast.catalog import HARDWARE, MODELS
+
+    for h in HARDWARE:
+        assert 0 < h.fp16_tflops <= h.fp8_tflops and h.mem_bw_tbs > 0 and h.mem_gb > 0, h.name
+        assert h.vendor != "other", h.name
+    for m in MODELS:
+        assert 0 < m.active_b <= m.params_b and m.heads % m.kv_heads == 0, m.name
+        assert m.layers > 0 and m.hidden > 0 and m.head_dim > 0, m.name
+
+
 def test_vendors_follow_the_software_stack():
     vendor = {h: resolve_hardware(h).vendor for h in (
         "A100", "GH200", "L40S", "B200", "MI250", "MI355X", "Gaudi2", "Gaudi3", "Intel Max 1550",

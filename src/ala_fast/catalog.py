@@ -62,7 +62,36 @@ HARDWARE: tuple[Hardware, ...] = (
     Hardware("Gaudi3", 1835, 1835, 3.7, 128, ("Intel Gaudi3",)),
     Hardware("Max1550", 838, 838, 3.28, 128, ("Intel Max 1550", "Intel PVC GPU", "PVC", "Ponte Vecchio", "Data Center GPU Max 1550")),
     Hardware("SN40L", 638, 638, 1.6, 64, ("SambaNova SN40L",)),
+    # other common accelerators, so that tables from other sources resolve (a device the
+    # catalog does not know falls back to the catalog's median device)
+    Hardware("T4", 65, 65, 0.32, 16, ("Tesla T4", "T4 16GB")),
+    Hardware("A30", 165, 165, 0.933, 24, ("A30 24GB",)),
+    Hardware("A40", 150, 150, 0.696, 48, ("A40 48GB",)),
+    Hardware("RTX-A6000", 155, 155, 0.768, 48, ("RTX A6000", "A6000")),
+    Hardware("RTX-6000-Ada", 182, 364, 0.96, 48, ("RTX 6000 Ada", "RTX 6000 Ada Generation")),
+    Hardware("RTX-4090", 165, 330, 1.008, 24, ("GeForce RTX 4090", "4090")),
+    Hardware("RTX-3090", 71, 71, 0.936, 24, ("GeForce RTX 3090", "3090")),
+    Hardware("L20", 119.5, 239, 0.864, 48, ()),
+    Hardware("A800", 312, 312, 2.039, 80, ("A800-SXM4-80GB", "A800 SXM", "A800 80GB")),
+    Hardware("H800", 989, 1979, 3.35, 80, ("H800 SXM", "H800 80GB HBM3", "H800-SXM5")),
+    Hardware("H20", 148, 296, 4.0, 96, ("H20 96GB",)),
+    Hardware("GH200-144GB", 989, 1979, 4.9, 144, ("GH200 144GB", "GH200 144GB HBM3e")),
+    Hardware("B100", 1750, 3500, 8.0, 192, ()),
+    Hardware("MI100", 184.6, 184.6, 1.23, 32, ("Instinct MI100",)),
+    Hardware("MI210", 181, 181, 1.6, 64, ("Instinct MI210",)),
+    Hardware("MI300A", 980.6, 1961, 5.3, 128, ("Instinct MI300A",)),
+    Hardware("TPU-v4", 275, 275, 1.2, 32, ("TPU v4",)),
+    Hardware("TPU-v5e", 197, 197, 0.819, 16, ("TPU v5e", "TPU v5 lite", "v5litepod")),
+    Hardware("TPU-v5p", 459, 459, 2.765, 95, ("TPU v5p",)),
+    Hardware("TPU-v6e", 918, 918, 1.64, 32, ("TPU v6e", "Trillium")),
+    Hardware("Inferentia2", 190, 190, 0.82, 32, ("AWS Inferentia2", "inf2")),
+    Hardware("Trainium2", 667, 1299, 2.9, 96, ("AWS Trainium2", "trn2")),
 )
+
+#: what an accelerator the catalog does not know is taken to be: the median of the 22 devices
+#: the catalog held when the shared data was first modelled (A10G to GB200), fixed here so that
+#: adding entries does not move the predictions for unknown names
+FALLBACK_HARDWARE = Hardware("unknown", 795.5, 1189.0, 3.24, 95.0)
 
 MODELS: tuple[Model, ...] = (
     Model("llama-7b", 6.74, 6.74, 32, 4096, 32, 32, 128, ("huggyllama/llama-7b", "LLaMA 7B")),
@@ -71,17 +100,17 @@ MODELS: tuple[Model, ...] = (
     Model("llama-2-70b", 69.0, 69.0, 80, 8192, 64, 8, 128, ("meta-llama/Llama-2-70b-hf", "LLaMA v2 70B", "llama2-70b")),
     Model("llama-3-8b", 8.03, 8.03, 32, 4096, 32, 8, 128, ("meta-llama/Meta-Llama-3-8B", "Meta-Llama-3-8B", "llama3-8b", "LLaMA v3 8B")),
     Model("llama-3-70b", 70.6, 70.6, 80, 8192, 64, 8, 128, ("meta-llama/Meta-Llama-3-70B", "Meta-Llama-3-70B", "llama3-70b", "LLaMA v3 70B")),
-    Model("llama-3.1-8b", 8.03, 8.03, 32, 4096, 32, 8, 128, ("meta-llama/Llama-3.1-8B", "Meta-Llama-3.1-8B", "llama3.1-8b")),
+    Model("llama-3.1-8b", 8.03, 8.03, 32, 4096, 32, 8, 128, ("meta-llama/Llama-3.1-8B", "Meta-Llama-3.1-8B", "llama3.1-8b", "deepseek-ai/DeepSeek-R1-Distill-Llama-8B")),
     Model("llama-3.1-70b", 70.6, 70.6, 80, 8192, 64, 8, 128, ("meta-llama/Llama-3.1-70B", "Meta-Llama-3.1-70B", "llama3.1-70b")),
     Model("llama-3.1-405b", 405.0, 405.0, 126, 16384, 128, 8, 128, ("meta-llama/Llama-3.1-405B", "Meta-Llama-3.1-405B", "llama3.1-405b")),
     Model("llama-3.2-1b", 1.24, 1.24, 16, 2048, 32, 8, 64, ("meta-llama/Llama-3.2-1B",)),
     Model("llama-3.2-3b", 3.21, 3.21, 28, 3072, 24, 8, 128, ("meta-llama/Llama-3.2-3B",)),
-    Model("llama-3.3-70b", 70.6, 70.6, 80, 8192, 64, 8, 128, ("meta-llama/Llama-3.3-70B-Instruct", "llama3.3-70b")),
+    Model("llama-3.3-70b", 70.6, 70.6, 80, 8192, 64, 8, 128, ("meta-llama/Llama-3.3-70B-Instruct", "llama3.3-70b", "deepseek-ai/DeepSeek-R1-Distill-Llama-70B")),
     Model("mistral-7b", 7.24, 7.24, 32, 4096, 32, 8, 128, ("mistralai/Mistral-7B-v0.1", "Mistral 7B", "mistral-7b-v0.1", "mistral-7b-v0.2", "mistral-7b-v0.3")),
     Model("mixtral-8x7b", 46.7, 12.9, 32, 4096, 32, 8, 128, ("mistralai/Mixtral-8x7B-v0.1", "Mixtral 8x7B", "mixtral-8x7b-v0.1")),
     Model("mixtral-8x22b", 141.0, 39.0, 56, 6144, 48, 8, 128, ("mistralai/Mixtral-8x22B-v0.1", "Mixtral 8x22B")),
     Model("qwen1.5-7b", 7.72, 7.72, 32, 4096, 32, 32, 128, ("Qwen/Qwen1.5-7B",)),
-    Model("qwen2-7b", 7.62, 7.62, 28, 3584, 28, 4, 128, ("Qwen/Qwen2-7B", "qwen2.5-7b", "Qwen/Qwen2.5-7B")),
+    Model("qwen2-7b", 7.62, 7.62, 28, 3584, 28, 4, 128, ("Qwen/Qwen2-7B", "qwen2.5-7b", "Qwen/Qwen2.5-7B", "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B")),
     Model("qwen2-72b", 72.7, 72.7, 80, 8192, 64, 8, 128, ("Qwen/Qwen2-72B", "qwen2.5-72b", "Qwen/Qwen2.5-72B")),
     Model("falcon-7b", 7.2, 7.2, 32, 4544, 71, 1, 64, ("tiiuae/falcon-7b", "Falcon 7B")),
     Model("falcon-40b", 41.8, 41.8, 60, 8192, 128, 8, 64, ("tiiuae/falcon-40b", "Falcon 40B")),
@@ -95,14 +124,54 @@ MODELS: tuple[Model, ...] = (
     Model("gpt-oss-120b", 116.8, 5.1, 36, 2880, 64, 8, 64, ("openai/gpt-oss-120b",)),
     # MLA: the cached latent (512 + 64 rope dims) acts like one KV head of width 576
     Model("deepseek-v3", 671.0, 37.0, 61, 7168, 128, 1, 576, ("deepseek-ai/DeepSeek-V3", "deepseek-r1", "deepseek-ai/DeepSeek-R1")),
+    # other common open models (architectures from their published configs)
+    Model("codellama-7b", 6.74, 6.74, 32, 4096, 32, 32, 128, ("codellama/CodeLlama-7b-hf",)),
+    Model("codellama-13b", 13.0, 13.0, 40, 5120, 40, 40, 128, ("codellama/CodeLlama-13b-hf",)),
+    Model("codellama-34b", 33.7, 33.7, 48, 8192, 64, 8, 128, ("codellama/CodeLlama-34b-hf",)),
+    Model("codellama-70b", 69.0, 69.0, 80, 8192, 64, 8, 128, ("codellama/CodeLlama-70b-hf",)),
+    Model("llama-4-scout", 109.0, 17.0, 48, 5120, 40, 8, 128, ("meta-llama/Llama-4-Scout-17B-16E", "Llama-4-Scout-17B-16E-Instruct")),
+    Model("llama-4-maverick", 400.0, 17.0, 48, 5120, 40, 8, 128, ("meta-llama/Llama-4-Maverick-17B-128E", "Llama-4-Maverick-17B-128E-Instruct")),
+    Model("qwen2.5-0.5b", 0.49, 0.49, 24, 896, 14, 2, 64, ("Qwen/Qwen2.5-0.5B", "Qwen/Qwen2-0.5B")),
+    Model("qwen2.5-1.5b", 1.54, 1.54, 28, 1536, 12, 2, 128, ("Qwen/Qwen2.5-1.5B", "Qwen/Qwen2-1.5B", "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B")),
+    Model("qwen2.5-3b", 3.09, 3.09, 36, 2048, 16, 2, 128, ("Qwen/Qwen2.5-3B",)),
+    Model("qwen2.5-14b", 14.7, 14.7, 48, 5120, 40, 8, 128, ("Qwen/Qwen2.5-14B", "deepseek-ai/DeepSeek-R1-Distill-Qwen-14B")),
+    Model("qwen2.5-32b", 32.5, 32.5, 64, 5120, 40, 8, 128, ("Qwen/Qwen2.5-32B", "Qwen/QwQ-32B", "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B")),
+    Model("qwen3-0.6b", 0.6, 0.6, 28, 1024, 16, 8, 128, ("Qwen/Qwen3-0.6B",)),
+    Model("qwen3-1.7b", 1.7, 1.7, 28, 2048, 16, 8, 128, ("Qwen/Qwen3-1.7B",)),
+    Model("qwen3-4b", 4.0, 4.0, 36, 2560, 32, 8, 128, ("Qwen/Qwen3-4B",)),
+    Model("qwen3-8b", 8.2, 8.2, 36, 4096, 32, 8, 128, ("Qwen/Qwen3-8B",)),
+    Model("qwen3-14b", 14.8, 14.8, 40, 5120, 40, 8, 128, ("Qwen/Qwen3-14B",)),
+    Model("qwen3-32b", 32.8, 32.8, 64, 5120, 64, 8, 128, ("Qwen/Qwen3-32B",)),
+    Model("qwen3-30b-a3b", 30.5, 3.3, 48, 2048, 32, 4, 128, ("Qwen/Qwen3-30B-A3B",)),
+    Model("qwen3-235b-a22b", 235.0, 22.0, 94, 4096, 64, 4, 128, ("Qwen/Qwen3-235B-A22B",)),
+    Model("gemma-2-2b", 2.6, 2.6, 26, 2304, 8, 4, 256, ("google/gemma-2-2b",)),
+    Model("gemma-2-9b", 9.24, 9.24, 42, 3584, 16, 8, 256, ("google/gemma-2-9b",)),
+    Model("gemma-2-27b", 27.2, 27.2, 46, 4608, 32, 16, 128, ("google/gemma-2-27b",)),
+    Model("gemma-3-12b", 12.2, 12.2, 48, 3840, 16, 8, 256, ("google/gemma-3-12b-it", "google/gemma-3-12b-pt")),
+    Model("gemma-3-27b", 27.4, 27.4, 62, 5376, 32, 16, 128, ("google/gemma-3-27b-it", "google/gemma-3-27b-pt")),
+    Model("phi-3-mini", 3.82, 3.82, 32, 3072, 32, 32, 96, ("microsoft/Phi-3-mini-4k-instruct", "microsoft/Phi-3-mini-128k-instruct")),
+    Model("phi-3-medium", 14.0, 14.0, 40, 5120, 40, 10, 128, ("microsoft/Phi-3-medium-4k-instruct", "microsoft/Phi-3-medium-128k-instruct")),
+    Model("phi-4", 14.7, 14.7, 40, 5120, 40, 10, 128, ("microsoft/phi-4",)),
+    Model("mistral-nemo-12b", 12.2, 12.2, 40, 5120, 32, 8, 128, ("mistralai/Mistral-Nemo-Instruct-2407", "mistralai/Mistral-Nemo-Base-2407", "Mistral NeMo")),
+    Model("mistral-small-24b", 23.6, 23.6, 40, 5120, 32, 8, 128, ("mistralai/Mistral-Small-24B-Instruct-2501", "mistralai/Mistral-Small-24B-Base-2501")),
+    Model("mistral-large-123b", 123.0, 123.0, 88, 12288, 96, 8, 128, ("mistralai/Mistral-Large-Instruct-2407", "mistralai/Mistral-Large-Instruct-2411")),
+    Model("granite-3-2b", 2.53, 2.53, 40, 2048, 32, 8, 64, ("ibm-granite/granite-3.0-2b-instruct", "ibm-granite/granite-3.1-2b-instruct", "granite-3.0-2b", "granite-3.1-2b")),
+    Model("granite-3-8b", 8.17, 8.17, 40, 4096, 32, 8, 128, ("ibm-granite/granite-3.0-8b-instruct", "ibm-granite/granite-3.1-8b-instruct", "granite-3.0-8b", "granite-3.1-8b")),
+    Model("granite-20b-code", 20.1, 20.1, 52, 6144, 48, 1, 128, ("ibm-granite/granite-20b-code-instruct", "ibm-granite/granite-20b-code-base")),
+    Model("granite-34b-code", 33.9, 33.9, 88, 6144, 48, 1, 128, ("ibm-granite/granite-34b-code-instruct", "ibm-granite/granite-34b-code-base")),
+    Model("starcoder2-15b", 15.96, 15.96, 40, 6144, 48, 4, 128, ("bigcode/starcoder2-15b",)),
 )
 
-#: the vendor's software stack matters as much as the data sheet: A*/B*/G*/H*/L*/V* are NVIDIA
-#: parts, MI* AMD, Max Intel GPUs (oneAPI), Gaudi Habana (SynapseAI: Intel-owned, but a different
-#: architecture and software stack from Intel's GPUs), SN SambaNova
-VENDOR_OF_PREFIX = {"A1": "nvidia", "A10": "nvidia", "B2": "nvidia", "GB": "nvidia",
-                    "GH": "nvidia", "H1": "nvidia", "H2": "nvidia", "L4": "nvidia",
-                    "V1": "nvidia", "MI": "amd", "GA": "habana", "MA": "intel", "SN": "sambanova"}
+#: the vendor's software stack matters as much as the data sheet: A*/B*/G*/H*/L*/RTX*/T4/V* are
+#: NVIDIA parts, MI* AMD, Max Intel GPUs (oneAPI), Gaudi Habana (SynapseAI: Intel-owned, but a
+#: different architecture and software stack from Intel's GPUs), SN SambaNova, TPU Google,
+#: Inferentia / Trainium AWS (Neuron)
+VENDOR_OF_PREFIX = {"A1": "nvidia", "A10": "nvidia", "A3": "nvidia", "A4": "nvidia",
+                    "A8": "nvidia", "B1": "nvidia", "B2": "nvidia", "GB": "nvidia",
+                    "GH": "nvidia", "H1": "nvidia", "H2": "nvidia", "H8": "nvidia", "L2": "nvidia",
+                    "L4": "nvidia", "RT": "nvidia", "T4": "nvidia", "V1": "nvidia", "MI": "amd",
+                    "GA": "habana", "MA": "intel", "SN": "sambanova", "TP": "google",
+                    "IN": "aws", "TR": "aws"}
 #: vendors with a one-hot feature column; the others (habana, sambanova: one device each in the
 #: shared data, where a column would only repeat what the device's descriptors say) get none
 VENDORS: tuple[str, ...] = ("nvidia", "amd", "intel")
@@ -129,13 +198,14 @@ _PRECISION_ALIASES = {
 
 _DROP_TOKENS = {
     "nvidia", "amd", "intel", "habana", "sambanova", "gpu", "tensor", "core", "hbm2", "hbm2e",
-    "hbm3", "hbm3e", "instinct", "hf", "instruct", "chat", "it", "base", "meta",
+    "hbm3", "hbm3e", "instinct", "hf", "instruct", "chat", "it", "base", "meta", "tesla",
+    "geforce", "pt",
 }
 
 
-def name_key(name: str) -> str:
+def name_key(name: str, keep_memory: bool = False) -> str:
     """Compact matching key: lower case, no organisation prefix, separators, memory suffixes
-    or the common vendor / '-hf' / '-instruct' / '-chat' words."""
+    (unless ``keep_memory``) or the common vendor / '-hf' / '-instruct' / '-chat' words."""
     s = str(name).strip().lower()
     if "/" in s:
         s = s.rsplit("/", 1)[1]
@@ -143,27 +213,31 @@ def name_key(name: str) -> str:
     out = []
     for t in tokens:
         t = t.strip(".")
-        if not t or t in _DROP_TOKENS or re.fullmatch(r"\d+gb", t):
+        if not t or t in _DROP_TOKENS or (not keep_memory and re.fullmatch(r"\d+gb", t)):
             continue
         out.append(t)
     return "".join(out)
 
 
-def _index(entries) -> dict[str, object]:
+def _index(entries, keep_memory: bool = False) -> dict[str, object]:
     index: dict[str, object] = {}
     for entry in entries:
         for alias in (entry.name, *entry.aliases):
-            index.setdefault(name_key(alias), entry)
+            index.setdefault(name_key(alias, keep_memory), entry)
     return index
 
 
 _HW_INDEX = _index(HARDWARE)
+#: spellings with their memory size ("A100-SXM4-40GB", "GH200 144GB") first find the entry of
+#: that memory variant; without one, or without a variant of that size, the plain key decides
+_HW_MEMORY_INDEX = _index(HARDWARE, keep_memory=True)
 _MODEL_INDEX = _index(MODELS)
 
 
 @lru_cache(maxsize=4096)
 def resolve_hardware(name: str) -> Hardware | None:
-    return _HW_INDEX.get(name_key(name))  # type: ignore[return-value]
+    hit = _HW_MEMORY_INDEX.get(name_key(name, keep_memory=True))
+    return hit if hit is not None else _HW_INDEX.get(name_key(name))  # type: ignore[return-value]
 
 
 @lru_cache(maxsize=4096)

@@ -24,18 +24,14 @@ from functools import lru_cache
 import numpy as np
 
 from .catalog import (
-    FRAMEWORKS, HARDWARE, VENDORS, PRECISION_BYTES, normalise_framework, normalise_precision,
-    resolve_hardware, resolve_model,
+    FALLBACK_HARDWARE, FRAMEWORKS, PRECISION_BYTES, VENDORS, normalise_framework,
+    normalise_precision, resolve_hardware, resolve_model,
 )
 from ._kernels.features import CONFIG_HEAD
 
-# fallbacks for names the catalog does not know: the median device and model of the catalog
-_FALLBACK_HW = (
-    float(np.median([h.fp16_tflops for h in HARDWARE])),
-    float(np.median([h.fp8_tflops for h in HARDWARE])),
-    float(np.median([h.mem_bw_tbs for h in HARDWARE])),
-    float(np.median([h.mem_gb for h in HARDWARE])),
-)
+# fallbacks for names the catalog does not know (catalog.FALLBACK_HARDWARE, a 7B model)
+_FALLBACK_HW = (FALLBACK_HARDWARE.fp16_tflops, FALLBACK_HARDWARE.fp8_tflops,
+                FALLBACK_HARDWARE.mem_bw_tbs, FALLBACK_HARDWARE.mem_gb)
 _FALLBACK_MODEL = (7.0, 7.0, 32, 4096, 32, 8, 128)
 KV_BYTES = 2.0  # KV cache element size (fp16) unless the precision is 8-bit
 
