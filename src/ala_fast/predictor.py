@@ -476,10 +476,13 @@ class Predictor:
                 return self.raw_targets(xx, engine) + self._anchors.for_features(ids, xx)
 
             z = anchored(x[learn], [row_plans[i].identity for i in learn])
-            unseen = [k for k, i in enumerate(learn) if row_plans[i].lending is not None]
-            if unseen:
-                z = blend_lent(z, np.array(unseen, np.int64),
-                               [row_plans[learn[k]].lending for k in unseen],
+            # rows on unseen hardware borrow from known devices (transfer.py)
+            lenders = [k for k, p in enumerate(plans) if p.lending is not None]
+            if lenders:
+                lent = {k: j for j, k in enumerate(lenders)}  # plan -> index among lendings
+                unseen = [k for k, i in enumerate(learn) if cfg_index[i] in lent]
+                z = blend_lent(z, np.array(unseen, np.int64), [plans[k].lending for k in lenders],
+                               np.array([lent[cfg_index[learn[k]]] for k in unseen], np.int64),
                                ii[learn], oo[learn], anchored)
             b1, knee = roofline_batch1_knee(x[learn])
             a[learn], b[learn], c[learn] = targets_to_params(z, b1, knee)

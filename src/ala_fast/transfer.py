@@ -116,30 +116,25 @@ def lending(config: tuple, known: tuple[str, ...],
                    tuple(config_identity(*c) for c in configs))
 
 
-def blend_lent(z: np.ndarray, rows: np.ndarray, lent: Sequence[Lending], ii: np.ndarray,
-               oo: np.ndarray, targets: TargetsFn) -> np.ndarray:
-    """``z`` with rows ``rows`` blended with what ``lent[k]`` (the lending of row ``rows[k]``)
-    borrows at that row's (ii, oo): one (query, lending device) pair per weight, in one batch
-    of features and targets."""
+def blend_lent(z: np.ndarray, rows: np.ndarray, lendings: Sequence[Lending],
+               lending_of: np.ndarray, ii: np.ndarray, oo: np.ndarray,
+               targets: TargetsFn) -> np.ndarray:
+    """``z`` with rows ``rows`` blended with what they borrow: row ``rows[k]`` from
+    ``lendings[lending_of[k]]`` at its (ii, oo); one (query, lending device) pair per weight,
+    in one batch of features and targets."""
     z = np.array(z, np.float64, copy=True)
     if rows.size == 0:
         return z
-    # each distinct lending's vectors once (``lent`` repeats one object per configuration);
-    # pair p is the j-th lender of its row, i.e. row j of its lending's block
-    blocks: dict[int, Lending] = {}
-    for g in lent:
-        blocks.setdefault(id(g), g)
-    block_start, start = {}, 0
-    for key, g in blocks.items():
-        block_start[key], start = start, start + len(g.configs)
-    sizes = np.array([len(g.configs) for g in lent], np.int64)
-    pair_row = np.repeat(np.arange(rows.size), sizes)
-    row_start = np.array([block_start[id(g)] for g in lent], np.int64)
-    pair_config = row_start[pair_row] + np.arange(pair_row.size) - (np.cumsum(sizes) - sizes)[pair_row]
-    pair_weight = np.concatenate([g.weights for g in lent])
-    cfg = np.concatenate([g.cfg for g in blocks.values()])
-    identities = [i for g in blocks.values() for i in g.identities]
-    x = build_features(cfg, np.asarray(ii, np.float64)[rows][pair_row],
+    sizes = np.array([len(g.configs) for g in lendings], np.int64)
+    row_sizes = sizes[lending_of]
+    pair_row = np.repeat(np.arange(rows.size), row_sizes)
+    # pair p is lender j of its row: row j of its lending's block of configuration vectors
+    lender = np.arange(pair_row.size) - (np.cumsum(row_sizes) - row_sizes)[pair_row]
+    pair_config = (np.cumsum(sizes) - sizes)[lending_of][pair_row] + lender
+    pair_weight = np.concatenate([lendings[g].weights for g in lending_of])
+    identities = [i for g in lendings for i in g.identities]
+    x = build_features(np.concatenate([g.cfg for g in lendings]),
+                       np.asarray(ii, np.float64)[rows][pair_row],
                        np.asarray(oo, np.float64)[rows][pair_row], cfg_index=pair_config)
     borrowed_pairs = targets(x, [identities[k] for k in pair_config])
     borrowed = np.zeros((rows.size, 3))
@@ -164,5 +159,5 @@ def blend_unseen_hardware(z: np.ndarray, configs: Sequence[tuple], ii: np.ndarra
         return np.array(z, np.float64, copy=True)
     # the lending depends only on the configuration: each distinct one is weighed once
     group, group_of = distinct([tuple(configs[i]) for i in rows])
-    lent = [lending(config, known, benchmarked) for config in group]
-    return blend_lent(z, rows, [lent[g] for g in group_of], ii, oo, targets)
+    lendings = [lending(config, known, benchmarked) for config in group]
+    return blend_lent(z, rows, lendings, group_of, ii, oo, targets)
