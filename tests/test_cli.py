@@ -41,6 +41,26 @@ def test_predict_table(tmp_path, capsys):
     assert out.num_rows == 2 and "throughput" in out.column_names
 
 
+def test_predict_a_benchmark_table_in_another_layout(tmp_path, capsys):
+    """An fmwork / ARISE table goes through the reader: its measurements come out beside the
+    predictions, and the read report (a duplicate averaged) is on stderr. A table of no known
+    layout still fails naming the missing canonical columns."""
+    import pyarrow.csv as pacsv
+
+    fm = pa.table({"gpu": ["H100"] * 3, "model": ["llama-2-7b"] * 3, "engine": ["vllm"] * 3,
+                   "ii": [128] * 3, "oo": [128] * 3, "bb": [1, 1, 8], "thpt": [90.0, 110.0, 600.0]})
+    pacsv.write_csv(fm, tmp_path / "fm.csv")
+    assert main(["predict", str(tmp_path / "fm.csv"), "--out", str(tmp_path / "p.parquet")]) == 0
+    assert "1 duplicate rows averaged" in capsys.readouterr().err
+    out = pq.read_table(tmp_path / "p.parquet")
+    assert out.column("measured_throughput").to_pylist() == [100.0, 600.0]
+    assert out.column("hardware").to_pylist() == ["H100", "H100"]
+    assert (out.column("throughput").to_numpy() > 0).all()
+    pacsv.write_csv(pa.table({"hardware": ["H100"], "model": ["m"]}), tmp_path / "bad.csv")
+    assert main(["predict", str(tmp_path / "bad.csv")]) == 2
+    assert "input_tokens" in capsys.readouterr().err
+
+
 def test_fit_train_info(tmp_path, capsys):
     if not TRTLLM.exists():
         pytest.skip("shared data not available")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 
@@ -69,9 +70,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         return _predict_ray(args)
     predictor = load(args.bundle)
     if args.input:
-        from .readers import _load_file
-
-        table = _load_file(Path(args.input))
+        table = _workload_table(Path(args.input))
         out = predictor.predict(table, engine=args.engine)
         if args.out:
             write_table(out, args.out)
@@ -97,6 +96,28 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         _print_one(out)
     return 0
+
+
+def _workload_table(path: Path):
+    """A workload file in the canonical columns as given; a benchmark table in another layout
+    ``read_benchmarks`` knows (Argonne, TensorRT-LLM DLI, fmwork) converted first, its read
+    report on stderr, so its measurements come out as ``measured_throughput`` beside the
+    predictions."""
+    from .errors import ReaderError
+    from .readers import _load_file, detect_source, read_benchmarks
+
+    raw = _load_file(path)
+    try:
+        source = detect_source(raw.column_names)
+    except ReaderError:  # no known layout: the predictor's validation names what is missing
+        return raw
+    if source == "canonical":
+        return raw
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table, report = read_benchmarks(path, return_report=True)
+    print(report.summary(), file=sys.stderr)
+    return table
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -204,7 +225,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("predict", help="predict one workload (flags) or a table (INPUT --out)")
-    p.add_argument("input", nargs="?", help="workload table (CSV, Parquet, Arrow)")
+    p.add_argument("input", nargs="?", help="workload table (CSV, Parquet, Arrow), or a "
+                   "benchmark table in a layout read_benchmarks knows")
     p.add_argument("--out", help="output table (.parquet, .csv, .arrow); CSV on stdout if omitted")
     p.add_argument("--bundle", default=None, help="model bundle folder (default: shipped model)")
     p.add_argument("--engine", choices=("compiled", "onnxruntime", "ray"), default="compiled",
