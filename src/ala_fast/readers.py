@@ -178,7 +178,7 @@ def _from_argonne(raw: pa.Table, report: ReadReport) -> pa.Table:
                 skip[i] = f"KV cache in {kv} with {precision[i]} weights (no KV-cache " \
                           "precision column)"
     for reason in sorted({r for r in skip if r is not None}):
-        report.skipped[reason] = skip.count(reason)
+        report.skipped[reason] = report.skipped.get(reason, 0) + skip.count(reason)
     keep = np.array([r is None for r in skip], bool)
     raw = raw.filter(pa.array(keep))
     precision = [p for p, k in zip(precision, keep) if k]
