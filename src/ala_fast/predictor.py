@@ -414,6 +414,9 @@ class Predictor:
                                       self._sigma_floor)
         if engine != "compiled":
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+        if ex.shape[0] == 1:  # predict_one: the one output its row needs
+            return np.maximum(np.exp(self._error_outputs[column[0]].predict(ex)[:, 0]),
+                              self._sigma_floor)
         log_sigma = np.empty(ex.shape[0])
         for j, trees in enumerate(self._error_outputs):
             rows = np.flatnonzero(column == j)
