@@ -35,7 +35,7 @@ from .targets import T1_FLOOR, TARGET_NAMES, targets_to_params
 from .uncertainty import (
     ERROR_FEATURE_NAMES, ERROR_OUTPUTS, LEVEL_COLUMN, LEVELS, SIM_FEATURES, UNSEEN_HARDWARE,
     Scaler, confidence, config_counts, error_output, expected_ape, half_width, level_quantiles,
-    neighbour_distances, novelty_level, sigma_from_outputs,
+    config_novelty, neighbour_distances, sigma_from_outputs,
 )
 
 SIM_LEVEL = SIM_FEATURES.index("anchor_level")
@@ -433,14 +433,12 @@ class Predictor:
         if plan is not None:
             return plan
         identity = config_identity(*config)
-        key = identity[0]
         lent = None
         if self._devices and hardware_id(config[0]) not in self._device_ids:
             lent = lending(config, self._devices, self._anchors.benchmarked_config)
-        known = self._known_configs
+        level, siblings = config_novelty(identity[0], self._known_configs)
         plan = _ConfigPlan(identity, config_vector(*config), lent,
-                           float(self._level_code[novelty_level(key, known)]),
-                           float(known.counts.get(key, 0)))
+                           float(self._level_code[level]), float(siblings))
         if len(self._plan_cache) >= STATE_CACHE_SIZE:
             self._plan_cache.clear()
         self._plan_cache[config] = plan

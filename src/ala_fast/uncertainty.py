@@ -75,9 +75,15 @@ def similarity_features(query_vectors: np.ndarray, reference, query_configs: lis
     for i, c in enumerate(query_configs):
         hit = seen.get(c)
         if hit is None:
-            hit = seen[c] = (novelty_level(c, known), known.counts.get(c, 0))
+            hit = seen[c] = config_novelty(c, known)
         out[i, 3:] = hit  # anchor_level, n_siblings
     return out
+
+
+def config_novelty(config: tuple, known: "KnownConfigs") -> tuple[int, int]:
+    """(novelty level, benchmarked curves) of a configuration key: the similarity features
+    that depend on the configuration alone."""
+    return novelty_level(config, known), known.counts.get(config, 0)
 
 
 def neighbour_distances(query_vectors: np.ndarray, reference, out: np.ndarray) -> None:
