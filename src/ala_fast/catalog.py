@@ -63,7 +63,7 @@ HARDWARE: tuple[Hardware, ...] = (
     Hardware("Max1550", 838, 838, 3.28, 128, ("Intel Max 1550", "Intel PVC GPU", "PVC", "Ponte Vecchio", "Data Center GPU Max 1550")),
     Hardware("SN40L", 638, 638, 1.6, 64, ("SambaNova SN40L",)),
     # other common accelerators, so that tables from other sources resolve (a device the
-    # catalog does not know falls back to the catalog's median device)
+    # catalog does not know is taken to be FALLBACK_HARDWARE)
     Hardware("T4", 65, 65, 0.32, 16, ("Tesla T4", "T4 16GB")),
     Hardware("A30", 165, 165, 0.933, 24, ("A30 24GB",)),
     Hardware("A40", 150, 150, 0.696, 48, ("A40 48GB",)),

@@ -209,8 +209,6 @@ class Anchors:
         """Corrections (rows x 3), one vectorised evaluation per distinct identity."""
         log_ii = np.asarray(log_ii, np.float64)
         log_oo = np.asarray(log_oo, np.float64)
-        if len(identities) == 1:  # one query (the predictor's cold path): no grouping
-            return np.array(self.plan(identities[0]).at(log_ii, log_oo))
         out = np.zeros((len(identities), 3))
         groups: dict = {}
         for i, identity in enumerate(identities):

@@ -414,16 +414,15 @@ class Predictor:
                                       self._sigma_floor)
         if engine != "compiled":
             raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
-        if ex.shape[0] == 1:  # predict_one: the one output its row needs
-            return np.maximum(np.exp(self._error_outputs[column[0]].predict(ex)[:, 0]),
-                              self._sigma_floor)
-        log_sigma = np.empty(ex.shape[0])
-        for j, trees in enumerate(self._error_outputs):
-            rows = np.flatnonzero(column == j)
-            if rows.size == ex.shape[0]:
-                log_sigma = trees.predict(ex)[:, 0]
-            elif rows.size:
-                log_sigma[rows] = trees.predict(ex[rows])[:, 0]
+        if column.size and (column == column[0]).all():  # one output for every row (and
+            # always for predict_one's single row): no split
+            log_sigma = self._error_outputs[column[0]].predict(ex)[:, 0]
+        else:
+            log_sigma = np.empty(ex.shape[0])
+            for j, trees in enumerate(self._error_outputs):
+                rows = np.flatnonzero(column == j)
+                if rows.size:
+                    log_sigma[rows] = trees.predict(ex[rows])[:, 0]
         return np.maximum(np.exp(log_sigma), self._sigma_floor)
 
     # ------------------------------------------------------------------ per-curve core
@@ -453,11 +452,8 @@ class Predictor:
         are built by the compiled kernel, trees run by the compiled evaluator (or ONNX Runtime).
         """
         n = len(configs_raw)
-        if n == 1:  # predict_one's first call for a curve: no grouping
-            plans, cfg_index = [self._plan(configs_raw[0])], np.zeros(1, np.int64)
-        else:
-            cfg_rows, cfg_index = distinct(configs_raw)
-            plans = [self._plan(c) for c in cfg_rows]
+        cfg_rows, cfg_index = distinct(configs_raw)
+        plans = [self._plan(c) for c in cfg_rows]
         row_plans = [plans[k] for k in cfg_index]
         a, b, c = np.empty(n), np.empty(n), np.empty(n)
         env, lo_b, hi_b = np.zeros(n), np.zeros(n), np.zeros(n)
