@@ -11,6 +11,7 @@ from hypothesis import given, settings, strategies as st
 import ala_fast
 from ala_fast import features
 from ala_fast.augment import BoostingParams, predict_sklearn
+from ala_fast.bundle import FORMAT_VERSION
 from ala_fast.catalog import hardware_id, model_id, resolve_hardware, resolve_model
 from ala_fast.learner import curve_set
 from ala_fast.predictor import default_bundle_path
@@ -177,7 +178,7 @@ def test_bundle_round_trip_and_corruption(small_predictor, tmp_path, trtllm):
     b = loaded.predict(w)
     assert a.equals(b)
     manifest = json.loads((path / "manifest.json").read_text())
-    assert manifest["format_version"] == 1 and set(manifest["files"]) == {
+    assert manifest["format_version"] == FORMAT_VERSION and set(manifest["files"]) == {
         "params.onnx", "curves.arrow", "error.onnx", "reference.arrow", "calibration.arrow",
         "continuation.arrow"}
     assert manifest["feature_names"] == list(features.FEATURE_NAMES)
@@ -197,6 +198,15 @@ def test_bundle_round_trip_and_corruption(small_predictor, tmp_path, trtllm):
     (wrong / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(ala_fast.BundleError, match="format version 99"):
         ala_fast.load(wrong)
+
+    # a version-1 bundle (before devices described from their measurements) reads the same
+    old = tmp_path / "v1"
+    shutil.copytree(path, old)
+    m = json.loads((old / "manifest.json").read_text())
+    assert m.pop("inferred_hardware") == []
+    m["format_version"] = 1
+    (old / "manifest.json").write_text(json.dumps(m))
+    assert ala_fast.load(old).predict(w).equals(a)
 
     (wrong / "manifest.json").write_text("{not json")
     with pytest.raises(ala_fast.BundleError, match="corrupted manifest"):

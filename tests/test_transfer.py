@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ala_fast.catalog import config_identity, resolve_hardware
+from ala_fast.catalog import NO_INFERRED_DEVICES, config_identity, resolve_hardware
 from ala_fast.features import build_features, config_matrix
 from ala_fast.targets import targets_to_params
 from ala_fast.transfer import (
@@ -78,7 +78,7 @@ def test_blend_matches_a_loop_over_devices():
     benchmarked = {("A100", *configs[0][1:]), ("MI300X", *configs[2][1:])}
     results = []
     for flag in (None, benchmarked.__contains__):
-        got = blend_unseen_hardware(z0, configs, ii, oo, KNOWN, targets, flag)
+        got = blend_unseen_hardware(z0, configs, ii, oo, KNOWN, NO_INFERRED_DEVICES, targets, flag)
         np.testing.assert_array_equal(got[1], z0[1])  # known hardware: untouched
         for i in (0, 2, 3):
             flags = None if flag is None else tuple(flag((d, *configs[i][1:])) for d in KNOWN)
@@ -89,7 +89,7 @@ def test_blend_matches_a_loop_over_devices():
     assert not np.allclose(results[0][0], results[1][0])
     assert not np.allclose(results[0][0], results[0][3])  # one configuration, two shapes
     np.testing.assert_array_equal(unseen_rows([c[0] for c in configs], KNOWN), [0, 2, 3])
-    np.testing.assert_array_equal(blend_unseen_hardware(z0, configs, ii, oo, (), targets), z0)
+    np.testing.assert_array_equal(blend_unseen_hardware(z0, configs, ii, oo, (), NO_INFERRED_DEVICES, targets), z0)
 
 
 def _check_blend(got, own, config, ii, oo, targets, w):

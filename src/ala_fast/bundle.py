@@ -20,7 +20,10 @@ import pyarrow as pa
 
 from .errors import BundleError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: versions this ala_fast reads: 1 lacks ``inferred_hardware`` in the manifest (no device
+#: described from its measurements, so none to restore); the rest is identical
+READABLE_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 
 
@@ -113,10 +116,11 @@ def read_bundle(path: str | Path) -> tuple[dict, dict[str, bytes]]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{mpath}: corrupted manifest: {exc}") from exc
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise BundleError(
-            f"{path}: bundle format version {version!r}, this ala_fast reads version "
-            f"{FORMAT_VERSION}; retrain with `ala-fast train` or use a matching ala_fast"
+            f"{path}: bundle format version {version!r}, this ala_fast reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}; retrain with `ala-fast train` or use a "
+            "matching ala_fast"
         )
     files = {}
     for name, digest in manifest.get("files", {}).items():

@@ -20,10 +20,11 @@ class Hardware:
     mem_bw_tbs: float
     mem_gb: float
     aliases: tuple[str, ...] = ()
+    vendor_hint: str = ""  # set on devices described from their measurements (device_inference)
 
     @property
     def vendor(self) -> str:
-        return VENDOR_OF_PREFIX.get(self.name[:2].upper(), "other")
+        return self.vendor_hint or VENDOR_OF_PREFIX.get(self.name[:2].upper(), "other")
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,12 @@ VENDOR_OF_PREFIX = {"A1": "nvidia", "A10": "nvidia", "A3": "nvidia", "A4": "nvid
                     "L4": "nvidia", "RT": "nvidia", "T4": "nvidia", "V1": "nvidia", "MI": "amd",
                     "GA": "habana", "MA": "intel", "SN": "sambanova", "TP": "google",
                     "IN": "aws", "TR": "aws"}
+#: words that name the vendor in a device name the catalog does not know ("NVIDIA Foo 48GB")
+VENDOR_OF_WORD = {"nvidia": "nvidia", "geforce": "nvidia", "rtx": "nvidia", "tesla": "nvidia",
+                  "quadro": "nvidia", "jetson": "nvidia", "amd": "amd", "radeon": "amd",
+                  "instinct": "amd", "intel": "intel", "arc": "intel", "habana": "habana",
+                  "gaudi": "habana", "sambanova": "sambanova", "tpu": "google",
+                  "google": "google", "aws": "aws", "inferentia": "aws", "trainium": "aws"}
 #: vendors with a one-hot feature column; the others (habana, sambanova: one device each in the
 #: shared data, where a column would only repeat what the device's descriptors say) get none
 VENDORS: tuple[str, ...] = ("nvidia", "amd", "intel")
@@ -295,3 +302,64 @@ def config_identity(hardware: str, num_devices: int, framework: str, model: str,
     """
     return (config_key(hardware, num_devices, framework, model, precision, batch_kind),
             " ".join(str(hardware).split()).casefold())
+
+
+def vendor_from_name(name: str) -> str:
+    """Vendor named by a word of a device name the catalog does not know, else "other"."""
+    for word in re.split(r"[^a-z0-9]+", str(name).lower()):
+        if word in VENDOR_OF_WORD:
+            return VENDOR_OF_WORD[word]
+    return "other"
+
+
+def memory_from_name(name: str) -> float | None:
+    """Memory size in GB written in a device name ("... 48GB", "X 96 GB"), if any."""
+    hit = re.search(r"(?<![0-9.])(\d+(?:\.\d+)?)\s*gb(?![a-z0-9])", str(name).lower())
+    return float(hit.group(1)) if hit else None
+
+
+@dataclass(frozen=True)
+class InferredDevices:
+    """Descriptors of devices the catalog does not know, keyed by :func:`hardware_id`, inferred
+    from their own measurements (:mod:`ala_fast.device_inference`). The catalog always wins: an
+    entry here is consulted only for names it does not resolve. Hashable (a cache key)."""
+
+    entries: tuple[tuple[str, Hardware], ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_lookup", dict(self.entries))
+        object.__setattr__(self, "_hash", hash(self.entries))
+
+    def __hash__(self) -> int:
+        return self._hash  # type: ignore[attr-defined]
+
+    def __reduce__(self):  # rebuilt on unpickling: string hashes differ between processes
+        return (InferredDevices, (self.entries,))
+
+    def __bool__(self) -> bool:
+        return bool(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def resolve(self, name: str) -> Hardware | None:
+        """The catalog's entry for ``name``, else the inferred one, else None."""
+        hw = resolve_hardware(name)
+        if hw is None and self.entries:
+            hw = self._lookup.get(name_key(name))  # type: ignore[attr-defined]
+        return hw
+
+    def to_json(self) -> list[dict]:
+        return [{"id": key, "name": hw.name, "fp16_tflops": hw.fp16_tflops,
+                 "fp8_tflops": hw.fp8_tflops, "mem_bw_tbs": hw.mem_bw_tbs, "mem_gb": hw.mem_gb,
+                 "vendor": hw.vendor_hint} for key, hw in self.entries]
+
+    @classmethod
+    def from_json(cls, items: list[dict]) -> "InferredDevices":
+        return cls(tuple((str(d["id"]), Hardware(str(d["name"]), float(d["fp16_tflops"]),
+                                                  float(d["fp8_tflops"]), float(d["mem_bw_tbs"]),
+                                                  float(d["mem_gb"]), vendor_hint=str(d["vendor"])))
+                         for d in items))
+
+
+NO_INFERRED_DEVICES = InferredDevices()

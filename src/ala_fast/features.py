@@ -24,8 +24,8 @@ from functools import lru_cache
 import numpy as np
 
 from .catalog import (
-    FALLBACK_HARDWARE, FRAMEWORKS, PRECISION_BYTES, VENDORS, normalise_framework,
-    normalise_precision, resolve_hardware, resolve_model,
+    FALLBACK_HARDWARE, FRAMEWORKS, NO_INFERRED_DEVICES, PRECISION_BYTES, VENDORS,
+    InferredDevices, normalise_framework, normalise_precision, resolve_model,
 )
 from ._kernels.features import CONFIG_HEAD
 
@@ -57,8 +57,9 @@ _C = {name: i for i, name in enumerate(CONFIG_FIELDS)}
 
 @lru_cache(maxsize=65536)
 def _config_vector_cached(hardware: str, num_devices: int, framework: str, model: str,
-                          precision: str, batch_kind: str) -> tuple[float, ...]:
-    hw = resolve_hardware(hardware)
+                          precision: str, batch_kind: str,
+                          inferred: InferredDevices) -> tuple[float, ...]:
+    hw = inferred.resolve(hardware)
     md = resolve_model(model)
     prec = normalise_precision(precision)
     bpw = PRECISION_BYTES.get(prec, 2.0)
@@ -88,16 +89,19 @@ def _config_vector_cached(hardware: str, num_devices: int, framework: str, model
 
 
 def config_vector(hardware: str, num_devices: int, framework: str, model: str,
-                  precision: str = "fp16", batch_kind: str = "static") -> np.ndarray:
-    """Numeric description of one configuration (cached per distinct strings)."""
+                  precision: str = "fp16", batch_kind: str = "static",
+                  inferred: InferredDevices = NO_INFERRED_DEVICES) -> np.ndarray:
+    """Numeric description of one configuration (cached per distinct strings). ``inferred``
+    describes hardware the catalog does not know (else FALLBACK_HARDWARE stands for it)."""
     return np.array(_config_vector_cached(str(hardware), int(num_devices), str(framework),
-                                          str(model), str(precision), str(batch_kind)))
+                                          str(model), str(precision), str(batch_kind), inferred))
 
 
-def config_matrix(hardware, num_devices, framework, model, precision, batch_kind) -> np.ndarray:
+def config_matrix(hardware, num_devices, framework, model, precision, batch_kind,
+                  inferred: InferredDevices = NO_INFERRED_DEVICES) -> np.ndarray:
     """Configuration vectors for many configurations (lists / arrays of equal length)."""
     rows = [
-        _config_vector_cached(str(h), int(n), str(f), str(m), str(p), str(k))
+        _config_vector_cached(str(h), int(n), str(f), str(m), str(p), str(k), inferred)
         for h, n, f, m, p, k in zip(hardware, num_devices, framework, model, precision, batch_kind)
     ]
     return np.array(rows, dtype=np.float64).reshape(len(rows), N_CONFIG)
@@ -129,10 +133,11 @@ def roofline_batch1_knee(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x[:, FEATURE_NAMES.index("log_roof_knee")])
 
 
-def table_features(table) -> tuple[np.ndarray, np.ndarray]:
+def table_features(table, inferred: InferredDevices = NO_INFERRED_DEVICES
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """(feature matrix, configuration matrix) for every row of a canonical table."""
     cfg = config_matrix(*(table.column(c).to_pylist() for c in (
-        "hardware", "num_devices", "framework", "model", "precision", "batch_kind")))
+        "hardware", "num_devices", "framework", "model", "precision", "batch_kind")), inferred)
     ii = table.column("input_tokens").to_numpy().astype(np.float64)
     oo = table.column("output_tokens").to_numpy().astype(np.float64)
     return build_features(cfg, ii, oo), cfg

@@ -6,12 +6,13 @@ target definitions, prediction (:mod:`predictor`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
 
+from .catalog import NO_INFERRED_DEVICES, InferredDevices
 from .features import build_features, config_matrix, roofline_batch1_knee
 from .schema import CURVE_KEY
 from .targets import params_to_targets, targets_to_params
@@ -34,6 +35,8 @@ class CurveSet:
     plausible: np.ndarray  # no measurement above the roofline ceiling (see fit_curves)
     min_batch: np.ndarray
     max_batch: np.ndarray
+    #: descriptors of hardware the catalog does not know, behind ``x`` (device_inference)
+    inferred: InferredDevices = NO_INFERRED_DEVICES
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -42,7 +45,22 @@ class CurveSet:
         return CurveSet(self.keys.take(pa.array(idx)), self.x[idx], self.roof_batch1[idx],
                         self.roof_knee[idx], self.a[idx], self.b[idx], self.c[idx],
                         self.n_points[idx], self.plausible[idx], self.min_batch[idx],
-                        self.max_batch[idx])
+                        self.max_batch[idx], self.inferred)
+
+    def described_by(self, inferred: InferredDevices) -> "CurveSet":
+        """The same curves with features built on ``inferred`` (self when unchanged)."""
+        if inferred == self.inferred:
+            return self
+        x = _curve_features(self.keys, inferred)
+        b1, knee = roofline_batch1_knee(x)
+        return replace(self, x=x, roof_batch1=b1, roof_knee=knee, inferred=inferred)
+
+    def described_from(self, idx: np.ndarray) -> "CurveSet":
+        """The same curves with the hardware the catalog does not know described from the
+        measurements of curves ``idx`` only (a training set; :mod:`device_inference`)."""
+        from .device_inference import infer_devices
+
+        return self.described_by(infer_devices(self, idx))
 
     def endpoint_points(self, idx: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Batch sizes and throughputs of each curve's fit at its smallest and largest measured
@@ -59,13 +77,18 @@ class CurveSet:
         return params_to_targets(self.a, self.b, self.c, self.roof_batch1, self.roof_knee)
 
 
-def curve_set(params: pa.Table) -> CurveSet:
-    """Features and parameters of every curve of a parameter database (``fit_curves`` output)."""
-    cfg = config_matrix(*(params.column(c).to_pylist() for c in (
-        "hardware", "num_devices", "framework", "model", "precision", "batch_kind")))
-    ii = params.column("input_tokens").to_numpy().astype(np.float64)
-    oo = params.column("output_tokens").to_numpy().astype(np.float64)
-    x = build_features(cfg, ii, oo)
+def _curve_features(keys: pa.Table, inferred: InferredDevices) -> np.ndarray:
+    cfg = config_matrix(*(keys.column(c).to_pylist() for c in (
+        "hardware", "num_devices", "framework", "model", "precision", "batch_kind")), inferred)
+    ii = keys.column("input_tokens").to_numpy().astype(np.float64)
+    oo = keys.column("output_tokens").to_numpy().astype(np.float64)
+    return build_features(cfg, ii, oo)
+
+
+def curve_set(params: pa.Table, inferred: InferredDevices = NO_INFERRED_DEVICES) -> CurveSet:
+    """Features and parameters of every curve of a parameter database (``fit_curves`` output);
+    hardware the catalog does not know is described by ``inferred`` (else the fallback)."""
+    x = _curve_features(params, inferred)
     b1, knee = roofline_batch1_knee(x)
     return CurveSet(
         keys=params.select(list(CURVE_KEY)), x=x, roof_batch1=b1,
@@ -74,7 +97,7 @@ def curve_set(params: pa.Table) -> CurveSet:
         plausible=~params.column("above_roofline").to_numpy(zero_copy_only=False)
         if "above_roofline" in params.column_names else np.ones(params.num_rows, bool),
         min_batch=params.column("min_batch").to_numpy(),
-        max_batch=params.column("max_batch").to_numpy(),
+        max_batch=params.column("max_batch").to_numpy(), inferred=inferred,
     )
 
 
@@ -309,6 +332,7 @@ class LearnedParams:
     residuals: np.ndarray  # residual of each anchored curve (aligned with ``anchored``)
     weights: np.ndarray  # identification weight of each anchored curve (aligned with ``anchored``)
     devices: tuple[str, ...]  # known hardware, one spelling per catalog entry (transfer.py)
+    inferred: InferredDevices  # descriptors of known hardware the catalog does not know
 
     def anchored_targets(self, x: np.ndarray, identities: list[tuple[tuple, str]]) -> np.ndarray:
         from .augment import predict_sklearn
@@ -323,7 +347,7 @@ class LearnedParams:
         from .transfer import blend_unseen_hardware
 
         z = self.anchored_targets(x, [config_identity(*c) for c in configs])
-        return blend_unseen_hardware(z, configs, x[:, 0], x[:, 1], self.devices,
+        return blend_unseen_hardware(z, configs, x[:, 0], x[:, 1], self.devices, self.inferred,
                                      self.anchored_targets, self.anchors.benchmarked_config)
 
 
@@ -351,4 +375,5 @@ def fit_learned(curves: CurveSet, known: np.ndarray, seed: int, boosting=None) -
     anchors = Anchors(curve_identities(keys), np.log(curves.x[anchored, 0]),
                       np.log(curves.x[anchored, 1]), resid, weights)
     devices = known_devices(keys.column("hardware").to_pylist())
-    return LearnedParams(models, anchors, train, anchored, resid, weights, devices)
+    return LearnedParams(models, anchors, train, anchored, resid, weights, devices,
+                         curves.inferred)

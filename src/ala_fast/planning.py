@@ -37,7 +37,8 @@ def benchmark_next(predictor, candidates, k: int, *, seed: int = 0, steps: int =
         raise ValidationError("k", [0], f"1..{keys.num_rows - 1} (distinct candidate curves "
                               f"minus one), got {k}", "benchmark_next")
     cols = keys.to_pydict()
-    x = build_features(config_matrix(*(cols[c] for c in _CONFIG_FIELDS)),
+    x = build_features(config_matrix(*(cols[c] for c in _CONFIG_FIELDS),
+                                     inferred=predictor._inferred),
                        np.asarray(cols["input_tokens"], np.float64),
                        np.asarray(cols["output_tokens"], np.float64))
     v = predictor._scaler.transform(x)

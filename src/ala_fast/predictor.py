@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from .arrow_input import as_table
 from .bundle import ipc_to_table, read_bundle, write_bundle
-from .catalog import config_identity, hardware_id
+from .catalog import InferredDevices, config_identity, hardware_id
 from .transfer import Lending, blend_lent, known_devices, lending
 from .curves import evaluate as eval_curve
 from .errors import BundleError, SchemaError, ValidationError
@@ -247,6 +247,8 @@ class Predictor:
         self._ort_lock = threading.Lock()
         curves = ipc_to_table(files[CURVES_FILE])
         self.curves = curves
+        # benchmarked devices the catalog does not know, as training described them
+        self._inferred = InferredDevices.from_json(manifest.get("inferred_hardware", []))
         identities = curve_identities(curves)
         configs = [key for key, _ in identities]
         ii = curves.column("input_tokens").to_numpy()
@@ -307,7 +309,7 @@ class Predictor:
         ref = ipc_to_table(files[REFERENCE_FILE])
         self._reference = ReferenceSet.of(np.column_stack(
             [ref.column(f"v{j}").to_numpy() for j in range(len(FEATURE_NAMES))]))
-        self._known_configs = config_counts([configs[k] for k in tr])
+        self._known_configs = config_counts([configs[k] for k in tr], self._inferred)
         self._distance_scale = float(u["distance_scale"])
         self._sigma_floor = float(u["sigma_floor"])
         beyond = ipc_to_table(files[CONTINUATION_FILE]) if CONTINUATION_FILE in files else None
@@ -434,9 +436,9 @@ class Predictor:
         identity = config_identity(*config)
         lent = None
         if self._devices and hardware_id(config[0]) not in self._device_ids:
-            lent = lending(config, self._devices, self._anchors.benchmarked_config)
+            lent = lending(config, self._devices, self._anchors.benchmarked_config, self._inferred)
         level, siblings = config_novelty(identity[0], self._known_configs)
-        plan = _ConfigPlan(identity, config_vector(*config), lent,
+        plan = _ConfigPlan(identity, config_vector(*config, inferred=self._inferred), lent,
                            float(self._level_code[level]), float(siblings))
         if len(self._plan_cache) >= STATE_CACHE_SIZE:
             self._plan_cache.clear()

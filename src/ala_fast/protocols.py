@@ -123,7 +123,8 @@ def _fold_uncertainty(curves: CurveSet, rows_data, train, known, test, rows, pos
     configs = curve_config_keys(curves.keys)
     sim = similarity_features(unc.scaler.transform(curves.x[test]),
                               unc.scaler.transform(curves.x[train]),
-                              [configs[i] for i in test], config_counts([configs[i] for i in train]))
+                              [configs[i] for i in test],
+                              config_counts([configs[i] for i in train], curves.inferred))
     bb = rows_data[1][rows]
     ex = np.column_stack([curves.x[test][pos], sim[pos], np.log(bb)])
     level = ex[:, LEVEL_COLUMN].astype(np.int64)
@@ -194,21 +195,22 @@ def run_protocol(
             bar.update()
             continue
         pos = np.searchsorted(test, codes[rows])  # test is sorted: position of each row's curve
+        fc = curves.described_from(known)  # devices the catalog lacks: from this fold's curves
         for m in methods:
             if m == "direct_gbr":
                 train_rows = np.flatnonzero(np.isin(codes, train))
-                model = fit_boosted(_row_features_direct(curves, codes[train_rows], bb[train_rows]),
+                model = fit_boosted(_row_features_direct(fc, codes[train_rows], bb[train_rows]),
                                     np.log(y[train_rows]), seed)
-                p = np.exp(predict_sklearn(model, _row_features_direct(curves, codes[rows], bb[rows]))[:, 0])
+                p = np.exp(predict_sklearn(model, _row_features_direct(fc, codes[rows], bb[rows]))[:, 0])
                 preds[m][rows] = p
                 continue
             fn = {"ala_fast": method_ala_fast, "published": method_published,
                   "nn_params": method_nn_params}[m]
-            a, b, c = fn(curves, train, test, seed=seed, l2=l2, cfg_codes=cfg_codes, known=known)
+            a, b, c = fn(fc, train, test, seed=seed, l2=l2, cfg_codes=cfg_codes, known=known)
             preds[m][rows] = eval_curve(a[pos], b[pos], c[pos], bb[rows])
         if uncertainty and "ala_fast" in methods:
             lo, hi, eape, sigma, level, calibration[f] = _fold_uncertainty(
-                curves, (codes, bb, y), train, known, test, rows, pos, preds["ala_fast"][rows], seed,
+                fc, (codes, bb, y), train, known, test, rows, pos, preds["ala_fast"][rows], seed,
                 coverage, n_jobs)
             for name, values in (("lower", lo), ("upper", hi), ("expected_ape", eape),
                                  ("sigma", sigma), ("level", level)):

@@ -46,7 +46,9 @@ def train(table: pa.Table, seed: int = 0, loss: str = DEFAULT_LOSS,
         raise FitError(f"train: need at least 2 curves with >= {MIN_POINTS_TRAIN} batch sizes, "
                        f"got {idx.size}")
     boosting = boosting or BoostingParams()
-    learned = fit_learned(curves, np.union1d(idx, anchor_only(curves)), seed, boosting)
+    known = np.union1d(idx, anchor_only(curves))
+    curves = curves.described_from(known)  # benchmarked devices the catalog does not know
+    learned = fit_learned(curves, known, seed, boosting)
     onnx_bytes = export_onnx(learned.models, N_FEATURES, name="ala_fast_params")
     codes, _ = group_codes(table, CURVE_KEY)
     rows = (codes, table.column("batch_size").to_numpy().astype(np.float64),
@@ -110,6 +112,7 @@ def train(table: pa.Table, seed: int = 0, loss: str = DEFAULT_LOSS,
             "models": sorted(set(keys["model"])),
             "frameworks": sorted(set(keys["framework"])),
         },
+        "inferred_hardware": curves.inferred.to_json(),
         "uncertainty": {
             "error_feature_names": list(ERROR_FEATURE_NAMES),
             "scaler_mean": unc.scaler.mean.tolist(),

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .catalog import config_identity, hardware_id, resolve_hardware
+from .catalog import NO_INFERRED_DEVICES, InferredDevices, config_identity, hardware_id
 from .features import build_features, config_matrix
 from .grouping import distinct
 
@@ -47,7 +47,8 @@ def known_devices(hardware_names: Iterable[str]) -> tuple[str, ...]:
 
 @lru_cache(maxsize=4096)
 def device_weights(hardware: str, known: tuple[str, ...],
-                   benchmarked: tuple[bool, ...] | None = None) -> np.ndarray:
+                   benchmarked: tuple[bool, ...] | None = None,
+                   inferred: InferredDevices = NO_INFERRED_DEVICES) -> np.ndarray:
     """Weights (summing to 1) of the known devices for a query on ``hardware``.
 
     Known devices of the query's vendor only, when there are any; each weighted by
@@ -57,7 +58,7 @@ def device_weights(hardware: str, known: tuple[str, ...],
     dropped. A device the catalog does not know gets equal weights on every known device. The
     returned array is shared (cached): do not modify it.
     """
-    w = _closeness(hardware, known)
+    w = _closeness(hardware, known, inferred)
     if benchmarked is not None:
         evidence = w * np.asarray(benchmarked, bool)
         if evidence.any():
@@ -68,10 +69,10 @@ def device_weights(hardware: str, known: tuple[str, ...],
     return w
 
 
-def _closeness(hardware: str, known: tuple[str, ...]) -> np.ndarray:
+def _closeness(hardware: str, known: tuple[str, ...], inferred: InferredDevices) -> np.ndarray:
     """Unnormalised closeness weights of the known devices (see :func:`device_weights`)."""
-    me = resolve_hardware(hardware)
-    specs = [resolve_hardware(n) for n in known]
+    me = inferred.resolve(hardware)
+    specs = [inferred.resolve(n) for n in known]
     if me is None:
         return np.ones(len(known))
     same = np.array([s is not None and s.vendor == me.vendor for s in specs])
@@ -104,15 +105,17 @@ class Lending(NamedTuple):
 
 
 def lending(config: tuple, known: tuple[str, ...],
-            benchmarked: Callable[[tuple], bool] | None = None) -> Lending:
+            benchmarked: Callable[[tuple], bool] | None = None,
+            inferred: InferredDevices = NO_INFERRED_DEVICES) -> Lending:
     """The :class:`Lending` of ``config`` (hardware, num_devices, framework, model, precision,
-    batch_kind), whose hardware is not among ``known`` (see :func:`device_weights`)."""
+    batch_kind), whose hardware is not among ``known`` (see :func:`device_weights`);
+    ``inferred`` describes the known devices the catalog does not know."""
     rest = tuple(config[1:])
     flags = None if benchmarked is None else tuple(bool(benchmarked((d, *rest))) for d in known)
-    w = device_weights(config[0], known, flags)
+    w = device_weights(config[0], known, flags, inferred)
     devices = np.flatnonzero(w)
     configs = tuple((known[j], *rest) for j in devices)
-    return Lending(configs, w[devices], config_matrix(*zip(*configs)),
+    return Lending(configs, w[devices], config_matrix(*zip(*configs), inferred=inferred),
                    tuple(config_identity(*c) for c in configs))
 
 
@@ -144,12 +147,14 @@ def blend_lent(z: np.ndarray, rows: np.ndarray, lendings: Sequence[Lending],
 
 
 def blend_unseen_hardware(z: np.ndarray, configs: Sequence[tuple], ii: np.ndarray,
-                          oo: np.ndarray, known: Sequence[str], targets: TargetsFn,
+                          oo: np.ndarray, known: Sequence[str], inferred: InferredDevices,
+                          targets: TargetsFn,
                           benchmarked: Callable[[tuple], bool] | None = None) -> np.ndarray:
     """Targets ``z`` (rows x 3, one row per query) with the rows on unseen hardware blended.
 
     ``configs`` holds (hardware, num_devices, framework, model, precision, batch_kind) per
-    query as given; ``targets`` maps a feature matrix and identities to anchored targets;
+    query as given; ``inferred`` describes the known devices the catalog does not know;
+    ``targets`` maps a feature matrix and identities to anchored targets;
     ``benchmarked`` tells whether a configuration (a known device swapped in) has benchmarked
     curves (see :func:`device_weights`; None: every device counts).
     """
@@ -159,5 +164,5 @@ def blend_unseen_hardware(z: np.ndarray, configs: Sequence[tuple], ii: np.ndarra
         return np.array(z, np.float64, copy=True)
     # the lending depends only on the configuration: each distinct one is weighed once
     group, group_of = distinct([tuple(configs[i]) for i in rows])
-    lendings = [lending(config, known, benchmarked) for config in group]
+    lendings = [lending(config, known, benchmarked, inferred) for config in group]
     return blend_lent(z, rows, lendings, group_of, ii, oo, targets)

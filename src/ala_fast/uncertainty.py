@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from .catalog import resolve_hardware
+from .catalog import NO_INFERRED_DEVICES, InferredDevices, resolve_hardware
 from .features import FEATURE_NAMES
 
 SIM_FEATURES = ("nn_dist", "nn5_dist", "nn_cos_dist", "anchor_level", "n_siblings")
@@ -114,14 +114,16 @@ class KnownConfigs:
     peer_configs: frozenset[tuple]  # (vendor, configuration key without the hardware)
 
 
-def config_counts(configs: list[tuple]) -> KnownConfigs:
-    """Index configuration keys (``catalog.config_key``) of the reference curves."""
+def config_counts(configs: list[tuple],
+                  inferred: InferredDevices = NO_INFERRED_DEVICES) -> KnownConfigs:
+    """Index configuration keys (``catalog.config_key``) of the reference curves (``inferred``
+    describes their hardware the catalog does not know: its vendor makes peers)."""
     counts: dict[tuple, int] = {}
     for c in configs:
         counts[c] = counts.get(c, 0) + 1
     peers = set()
     for c in counts:
-        hw = resolve_hardware(c[0])
+        hw = inferred.resolve(c[0])
         if hw is not None:
             peers.add((hw.vendor, c[1:]))
     return KnownConfigs(counts, frozenset(c[0] for c in counts), frozenset(peers))
@@ -135,7 +137,7 @@ def novelty_level(config: tuple, known: KnownConfigs) -> int:
         return KNOWN_CONFIGURATION
     if config[0] in known.hardware:
         return UNSEEN_CONFIGURATION
-    hw = resolve_hardware(config[0])
+    hw = resolve_hardware(config[0])  # unseen: described by the catalog or not at all
     if hw is not None and (hw.vendor, config[1:]) in known.peer_configs:
         return UNSEEN_HARDWARE_PEER
     return UNSEEN_HARDWARE
@@ -283,14 +285,16 @@ def _round_errors(curves, configs: tuple[list, list], train_idx: np.ndarray, kno
     held = np.intersect1d(held_round, train_idx)
     if rest.size < 2 or held.size == 0:
         return []
-    learned = fit_learned(curves, np.setdiff1d(known, held_round), seed, light)
+    seen = np.setdiff1d(known, held_round)
+    curves = curves.described_from(seen)  # a held-out device the catalog lacks: the fallback
+    learned = fit_learned(curves, seen, seed, light)
     configs_all, raw_configs = configs
     z = learned.predict_targets(curves.x[held], [raw_configs[i] for i in held])
     a, b, c = params_from_outputs(z, curves.roof_batch1[held], curves.roof_knee[held])
     scaler = Scaler.fit(curves.x[rest])
     sim = similarity_features(scaler.transform(curves.x[held]), scaler.transform(curves.x[rest]),
                               [configs_all[i] for i in held],
-                              config_counts([configs_all[i] for i in rest]))
+                              config_counts([configs_all[i] for i in rest], curves.inferred))
     found = []
     for j, ci in enumerate(held):
         batch, actual = rows[int(ci)]
