@@ -130,12 +130,17 @@ def renamed_predictor(h100_l40s):
     return table, ala_fast.train(table, seed=0, boosting=BoostingParams(n_estimators=SMALL_TREES))
 
 
-def test_bundle_keeps_the_described_devices(renamed_predictor, tmp_path):
+def test_bundle_keeps_the_described_devices(renamed_predictor, tmp_path, capsys):
+    from ala_fast.cli import main
+
     table, predictor = renamed_predictor
     (entry,) = predictor.manifest["inferred_hardware"]
     assert entry["name"] == "Accel-Z 48GB" and entry["mem_gb"] == 48.0
     assert entry["mem_bw_tbs"] != FALLBACK_HARDWARE.mem_bw_tbs
-    loaded = ala_fast.load(predictor.save(tmp_path / "b"))
+    path = predictor.save(tmp_path / "b")
+    assert main(["info", str(path)]) == 0
+    assert "described   Accel-Z 48GB: " in capsys.readouterr().out
+    loaded = ala_fast.load(path)
     # learned answers (request shapes never benchmarked) on the described device and others
     w = pa.table({"hardware": ["Accel-Z 48GB", "accel z 48gb", "H100", "Other-Chip"],
                   "num_devices": [1, 1, 1, 1], "framework": ["trt-llm"] * 4,

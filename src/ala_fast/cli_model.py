@@ -194,6 +194,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"hardware    {', '.join(t['hardware'])}")
     print(f"models      {', '.join(t['models'])}")
     print(f"frameworks  {', '.join(t['frameworks'])}")
+    for d in m.get("inferred_hardware", []):  # described from its curves (device_inference)
+        print(f"described   {d['name']}: {d['mem_bw_tbs']:.3g} TB/s, {d['fp16_tflops']:.4g} "
+              f"TFLOP/s fp16, {d['mem_gb']:.4g} GB, vendor {d['vendor']} (not in the catalog)")
     print(f"features    {len(m['feature_names'])}   targets {', '.join(m['target_names'])}")
     print("versions    " + ", ".join(f"{k} {v}" for k, v in sorted(m["versions"].items())))
     for name, value in sorted(m.get("metrics", {}).items()):
