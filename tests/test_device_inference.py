@@ -189,3 +189,26 @@ def test_described_devices_are_predicted_better_on_held_out_shapes(trtllm):
     with_description = median_ape(curves.described_from(seen))
     fallback = median_ape(curves)
     assert with_description < 0.6 * fallback, (with_description, fallback)
+
+
+def test_hidden_names_are_unknown_to_the_catalog_but_keep_what_names_say(argonne):
+    from ala_fast.catalog import model_from_name, resolve_model
+    from ala_fast.evaluate import hide_names
+
+    for what in ("hardware", "model"):
+        hidden = hide_names(argonne, what)
+        assert hidden.drop_columns([what]).equals(argonne.drop_columns([what]))
+        resolve = resolve_hardware if what == "hardware" else resolve_model
+        assert all(resolve(n) is None for n in set(hidden.column(what).to_pylist()))
+    # one hidden device per spelling: two names of one chip stay two systems
+    spellings = set(argonne.column("hardware").to_pylist())
+    assert len(set(hide_names(argonne, "hardware").column("hardware").to_pylist())) == len(spellings)
+    # a hidden model states its size, as names in the wild do
+    pairs = set(zip(argonne.column("model").to_pylist(),
+                    hide_names(argonne, "model").column("model").to_pylist()))
+    for name, hidden_name in pairs:
+        true, guess = resolve_model(name), model_from_name(hidden_name)
+        assert abs(guess.params_b / true.params_b - 1) < 0.05, (name, hidden_name)
+        assert abs(guess.active_b / true.active_b - 1) < 0.05, (name, hidden_name)
+    with pytest.raises(ValueError, match="what must be one of"):
+        hide_names(argonne, "framework")

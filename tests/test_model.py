@@ -81,6 +81,31 @@ def test_memory_variants_resolve_to_their_own_entry():
     assert hardware_id("H100 94GB") == "H100-SXM"
 
 
+def test_models_the_catalog_lacks_take_their_size_from_the_name():
+    from ala_fast.catalog import model_from_name
+
+    yi = model_from_name("01-ai/Yi-1.5-34B-Chat")
+    assert (yi.params_b, yi.active_b) == (34.0, 34.0) and yi.layers > 40
+    moe = model_from_name("Qwen/Qwen3-30B-A3B")
+    assert (moe.params_b, moe.active_b) == (30.0, 3.0)
+    assert model_from_name("pythia-410m").params_b == 0.41
+    assert model_from_name("mixtral-8x7b-finetune") is None  # the name gives no total
+    assert model_from_name("my-model") is None
+    # a model with its size in the name is described like the catalog's model of that size
+    # (roofline features within a few percent), but flagged as not in the catalog
+    named = features.config_vector("H100", 1, "vllm", "acme-lm-70b", "fp16")
+    known = features.config_vector("H100", 1, "vllm", "llama-2-70b", "fp16")
+    unsized = features.config_vector("H100", 1, "vllm", "acme-lm", "fp16")
+    model_known = features.CONFIG_FIELDS.index("model_known")
+    assert named[model_known] == 0 and known[model_known] == 1
+    x = features.build_features(np.stack([named, known, unsized]), np.full(3, 512.0),
+                                np.full(3, 256.0))
+    b1 = x[:, features.FEATURE_NAMES.index("log_roof_batch1")]
+    assert abs(b1[0] - b1[1]) < 0.05 and abs(b1[2] - b1[1]) > 2.0
+    # the catalog wins where it knows the name
+    assert features.config_vector("H100", 1, "vllm", "llama-2-7b")[4] == 6.74
+
+
 def test_catalog_numbers_are_consistent():
     from ala_fast.catalog import HARDWARE, MODELS
 

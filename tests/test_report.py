@@ -99,3 +99,10 @@ def test_evaluate_renders_saved_json(report, tmp_path, capsys):
     assert text == readme.read_text()
     assert main(["evaluate", "--from-json", str(report / "index.html")]) == 2
     assert main(["evaluate"]) == 2
+    # another section, named by --section; the evaluation section stays as it was
+    readme.write_text(text + "<!-- other:start -->\nOLD\n<!-- other:end -->\n")
+    assert main(["evaluate", "--from-json", str(report / "evaluation.json"), "--readme",
+                 str(readme), "--section", "other"]) == 0
+    assert readme.read_text().startswith(text) and "OLD" not in readme.read_text()
+    assert main(["evaluate", "--from-json", str(report / "evaluation.json"), "--readme",
+                 str(readme), "--section", "missing"]) == 2

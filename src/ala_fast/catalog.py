@@ -7,7 +7,9 @@ allowed everywhere: ``resolve_*`` returns None and the caller falls back (and sa
 
 from __future__ import annotations
 
+import math
 import re
+import statistics
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -239,6 +241,7 @@ _HW_INDEX = _index(HARDWARE)
 #: that memory variant; without one, or without a variant of that size, the plain key decides
 _HW_MEMORY_INDEX = _index(HARDWARE, keep_memory=True)
 _MODEL_INDEX = _index(MODELS)
+_DENSE_MODELS = tuple(m for m in MODELS if m.active_b == m.params_b)
 
 
 @lru_cache(maxsize=4096)
@@ -254,6 +257,39 @@ def resolve_model(name: str) -> Model | None:
     if hit is None:  # version suffixes such as "-v0.1" on names we know without them
         hit = _MODEL_INDEX.get(re.sub(r"v\d+(\.\d+)*$", "", key))
     return hit  # type: ignore[return-value]
+
+
+TEMPLATES = 3  # catalog models whose architecture a model known by its size only takes
+_SIZE_TOKEN = re.compile(r"(\d+(?:\.\d+)?)([bm])")
+_ACTIVE_TOKEN = re.compile(r"a(\d+(?:\.\d+)?)b")
+
+
+@lru_cache(maxsize=4096)
+def model_from_name(name: str) -> Model | None:
+    """Descriptors of a model the catalog does not know from the size its name states
+    ("Yi-1.5-34B-Chat": 34B; "Qwen3-30B-A3B": 30B in all, 3B active; "pythia-410m"), with
+    the median architecture (layers, hidden size, KV-cache width) of the TEMPLATES catalog
+    dense models nearest in active size. None when the name states no size (or only an "8x7B"
+    expert layout, whose total the name does not give)."""
+    total = active = None
+    s = str(name).strip().lower().rsplit("/", 1)[-1]
+    for token in re.split(r"[^a-z0-9.]+", s):
+        hit = _SIZE_TOKEN.fullmatch(token)
+        if hit and total is None:
+            total = float(hit.group(1)) / (1000.0 if hit.group(2) == "m" else 1.0)
+        hit = _ACTIVE_TOKEN.fullmatch(token)
+        if hit and active is None:
+            active = float(hit.group(1))
+    if not total or total <= 0:
+        return None
+    active = active if active and active < total else total
+    near = sorted(_DENSE_MODELS, key=lambda m: (abs(math.log(m.params_b / active)), m.name))
+    near = near[:TEMPLATES]
+    layers, hidden, kv_dim = (int(statistics.median_low(v)) for v in zip(
+        *((m.layers, m.hidden, m.kv_heads * m.head_dim) for m in near)))
+    head_dim = min(128, kv_dim)
+    return Model(name_key(name), total, active, layers, hidden, hidden // head_dim,
+                 kv_dim // head_dim, head_dim)
 
 
 def hardware_id(name: str) -> str:

@@ -138,13 +138,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         results = run_all(args.data, protocols=args.protocol,
                           methods=tuple(args.methods.split(",")), seed=args.seed,
                           source=args.source, progress=args.progress,
-                          uncertainty=not args.no_uncertainty, n_jobs=args.jobs)
+                          uncertainty=not args.no_uncertainty, n_jobs=args.jobs,
+                          hide=args.hide_names)
     text = to_json(results) if args.format == "json" else markdown(results)
     if args.out:
         Path(args.out).write_text(text)
     if args.readme:
-        replace_section(args.readme, "evaluation", markdown(results))
-        print(f"updated the evaluation section of {args.readme}", file=sys.stderr)
+        try:
+            replace_section(args.readme, args.section, markdown(results))
+        except (OSError, ValueError) as exc:  # no such file or no such section in it
+            raise ReaderError(str(exc)) from exc
+        print(f"updated the {args.section} section of {args.readme}", file=sys.stderr)
     if not args.out:
         print(text)
     return 0
@@ -260,6 +264,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("markdown", "json"), default="markdown")
     p.add_argument("--out", help="write the tables to this file")
     p.add_argument("--readme", help="rewrite the evaluation section of this README")
+    p.add_argument("--section", default="evaluation",
+                   help="the README section --readme rewrites (between <!-- NAME:start --> "
+                        "and <!-- NAME:end -->)")
+    p.add_argument("--hide-names", choices=("hardware", "model"),
+                   help="evaluate with these names replaced by ones the catalog does not know")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--source", default=None)
     p.add_argument("--progress", action="store_true")

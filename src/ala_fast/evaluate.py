@@ -113,15 +113,51 @@ def protocol_p2_ala_fast(table: pa.Table, seed: int = 0, loss: str = DEFAULT_LOS
             "rank_corr": spearman(expected_ape(sigma), err)}
 
 
+HIDDEN = ("hardware", "model")  # what hide_names can hide
+
+
+def _size_label(billions: float) -> str:
+    return f"{float(f'{billions:.2g}'):g}b"
+
+
+def hide_names(table: pa.Table, what: str) -> pa.Table:
+    """The table with every ``what`` ("hardware" or "model") under a name the catalog does not
+    know: hardware as ``device-<k>``, one per spelling (no vendor, no memory size; two
+    spellings of one chip can be two measured systems), models, one per catalog entry,
+    as ``model-<k>-<size>`` with the size their names usually state (``model-3-70b``,
+    ``model-5-47b-a13b`` for 47B parameters of which 13B active; none for a model the catalog
+    does not know either). Measures how the method does on names from outside the catalog."""
+    from .catalog import model_id, resolve_model
+
+    if what not in HIDDEN:
+        raise ValueError(f"hide_names: what must be one of {HIDDEN}, got {what!r}")
+    names = table.column(what).to_pylist()
+    ident = (lambda n: " ".join(str(n).split()).casefold()) if what == "hardware" else model_id
+    ids = sorted({ident(n) for n in names})
+    label = {}
+    for k, i in enumerate(ids, 1):
+        if what == "hardware":
+            label[i] = f"device-{k}"
+            continue
+        m = resolve_model(i)
+        size = "" if m is None else "-" + _size_label(m.params_b) + (
+            "-a" + _size_label(m.active_b) if m.active_b < m.params_b else "")
+        label[i] = f"model-{k}{size}"
+    column = pa.array([label[ident(n)] for n in names], pa.string())
+    return table.set_column(table.schema.get_field_index(what), what, column)
+
+
 def run_all(paths: list[str], protocols: list[str] | None = None,
             methods: tuple[str, ...] = ("ala_fast", "published", "direct_gbr", "nn_params"),
             seed: int = 0, source: str | None = None, progress: bool = False,
             uncertainty: bool = True, keep_rows: bool = False,
-            n_jobs: int | None = 1) -> list[dict]:
+            n_jobs: int | None = 1, hide: str | None = None) -> list[dict]:
     """Every requested protocol on every file (one data source each); JSON-ready results.
 
     ``keep_rows``: keep each P1/P3 result's per-row arrays under ``"_rows"`` (actual, per
     method predictions, interval, fold, curve) for figures; :func:`to_json` leaves them out.
+    ``hide``: "hardware" or "model" evaluates on the tables with those names hidden from the
+    catalog (:func:`hide_names`).
     """
     import warnings
     from pathlib import Path
@@ -136,6 +172,9 @@ def run_all(paths: list[str], protocols: list[str] | None = None,
             warnings.simplefilter("ignore")
             table = read_benchmarks(path, source=source)
         name = Path(path).parent.name or Path(path).stem
+        if hide is not None:
+            table = hide_names(table, hide)
+            name += f" ({hide} names hidden from the catalog)"
         for proto in protocols:
             if proto in ("P0", "P2"):
                 fn = protocol_p0 if proto == "P0" else protocol_p2

@@ -25,11 +25,12 @@ import numpy as np
 
 from .catalog import (
     FALLBACK_HARDWARE, FRAMEWORKS, NO_INFERRED_DEVICES, PRECISION_BYTES, VENDORS,
-    InferredDevices, normalise_framework, normalise_precision, resolve_model,
+    InferredDevices, model_from_name, normalise_framework, normalise_precision, resolve_model,
 )
 from ._kernels.features import CONFIG_HEAD
 
-# fallbacks for names the catalog does not know (catalog.FALLBACK_HARDWARE, a 7B model)
+# fallbacks for names the catalog does not know (catalog.FALLBACK_HARDWARE; a 7B model where
+# the name states no size)
 _FALLBACK_HW = (FALLBACK_HARDWARE.fp16_tflops, FALLBACK_HARDWARE.fp8_tflops,
                 FALLBACK_HARDWARE.mem_bw_tbs, FALLBACK_HARDWARE.mem_gb)
 _FALLBACK_MODEL = (7.0, 7.0, 32, 4096, 32, 8, 128)
@@ -61,6 +62,9 @@ def _config_vector_cached(hardware: str, num_devices: int, framework: str, model
                           inferred: InferredDevices) -> tuple[float, ...]:
     hw = inferred.resolve(hardware)
     md = resolve_model(model)
+    known_model = md is not None
+    if md is None:  # a size in the name beats the 7B fallback (catalog.model_from_name)
+        md = model_from_name(model)
     prec = normalise_precision(precision)
     bpw = PRECISION_BYTES.get(prec, 2.0)
     if hw is not None:
@@ -83,7 +87,7 @@ def _config_vector_cached(hardware: str, num_devices: int, framework: str, model
     return (
         float(num_devices), float(tflops), float(bw), float(mem), float(params), float(active),
         float(bpw), float(layers), float(hidden), float(kvh * hdim), kv_bytes,
-        1.0 if hw is not None else 0.0, 1.0 if md is not None else 0.0,
+        1.0 if hw is not None else 0.0, 1.0 if known_model else 0.0,
         1.0 if batch_kind == "concurrency" else 0.0, *onehot,
     )
 
