@@ -24,8 +24,11 @@ devices sit below theirs:
 
 The reference devices are those of the catalog; devices are inferred in order of their number
 of curves, each joining the references once described, so a table of unknown devices only
-still tells them apart (the first keeps the fallback descriptor). Memory size comes from the
-name where it is written ("... 48GB"), else the fallback's; the vendor from a vendor word in it.
+still tells them apart. Such a table fixes only their relative speeds: they are then centred
+on the fallback device (curve-weighted geometric mean of each scale 1), so a device never
+benchmarked, which gets the fallback, sits among them rather than on one of them. Memory size
+comes from the name where it is written ("... 48GB"), else the fallback's; the vendor from a
+vendor word in it.
 
 Only curves in the given index set are used, so a training fold or hold-out round describes
 its devices from its own curves, and a held-out device keeps the fallback, as at prediction
@@ -90,7 +93,8 @@ def infer_devices(curves: "CurveSet", idx: np.ndarray) -> InferredDevices:
     known = np.setdiff1d(idx, np.concatenate(list(unknown.values())))
     b1, knee = curves.roof_batch1, curves.roof_knee
     pool.add(known, curves.a[known], curves.b[known], curves.c[known], b1[known], knee[known])
-    entries: list[tuple[str, Hardware]] = []
+    anchored = len(pool) > 0  # catalog devices set the absolute scale
+    found: list[tuple[str, Hardware, float, float, int]] = []
     for key, rows in unknown.items():
         spelling = names[rows[0]]
         base = Hardware(spelling, FALLBACK_HARDWARE.fp16_tflops, FALLBACK_HARDWARE.fp8_tflops,
@@ -108,13 +112,20 @@ def infer_devices(curves: "CurveSet", idx: np.ndarray) -> InferredDevices:
             if ok.any():
                 s_bw, s_tf = _fit_scales(cfg, ii, oo, point_curve[ok], batch[ok],
                                          np.log(measured[ok]) - np.log(ref[ok]), rows.size)
-        hw = Hardware(spelling, base.fp16_tflops * s_tf, base.fp8_tflops * s_tf,
-                      base.mem_bw_tbs * s_bw, base.mem_gb, vendor_hint=base.vendor_hint)
-        entries.append((key, hw))
+        found.append((key, base, s_bw, s_tf, rows.size))
         cfg[:, _TF] *= s_tf
         cfg[:, _BW] *= s_bw
         rb1, rknee = roofline_batch1_knee(build_features(cfg, ii, oo))
         pool.add(rows, curves.a[rows], curves.b[rows], curves.c[rows], rb1, rknee)
+    if not anchored:  # only relative speeds are known: centre them on the fallback device
+        n = np.array([f[4] for f in found], np.float64)
+        centre = [float(np.exp(np.sum(n * np.log([f[j] for f in found])) / n.sum()))
+                  for j in (2, 3)]
+        found = [(k, base, s_bw / centre[0], s_tf / centre[1], m)
+                 for k, base, s_bw, s_tf, m in found]
+    entries = [(key, Hardware(base.name, base.fp16_tflops * s_tf, base.fp8_tflops * s_tf,
+                              base.mem_bw_tbs * s_bw, base.mem_gb, vendor_hint=base.vendor_hint))
+               for key, base, s_bw, s_tf, _ in found]
     return InferredDevices(tuple(sorted(entries)))
 
 
