@@ -106,6 +106,22 @@ def test_models_the_catalog_lacks_take_their_size_from_the_name():
     assert features.config_vector("H100", 1, "vllm", "llama-2-7b")[4] == 6.74
 
 
+def test_quantisation_spellings_resolve_to_their_weight_precision():
+    from ala_fast.catalog import PRECISION_BYTES, normalise_precision
+
+    cases = {"FP8": "fp8", "bfloat16": "bf16", "W4A16": "int4", "w8a8": "int8",
+             "Q4_K_M": "int4", "q8_0": "int8", "q5_K_S": "int5", "IQ4_XS": "int4",
+             "int4-awq": "int4", "nf4": "int4", "4bit": "int4", "8-bit": "int8",
+             "fp8-dynamic": "fp8", "FP8_E5M2": "fp8", "MXFP4": "fp4", "gptq": "int4"}
+    for spelling, canonical in cases.items():
+        assert normalise_precision(spelling) == canonical, spelling
+        assert canonical in PRECISION_BYTES
+    assert normalise_precision("fp64") == "fp64" and normalise_precision("Weird") == "weird"
+    bpw = features.CONFIG_FIELDS.index("bytes_per_weight")
+    assert features.config_vector("H100", 1, "llama.cpp", "llama-2-7b", "Q4_K_M")[bpw] == 0.5
+    assert features.config_vector("H100", 1, "llama.cpp", "llama-2-7b", "weird")[bpw] == 2.0
+
+
 def test_catalog_numbers_are_consistent():
     from ala_fast.catalog import HARDWARE, MODELS
 
