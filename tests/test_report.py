@@ -106,3 +106,16 @@ def test_evaluate_renders_saved_json(report, tmp_path, capsys):
     assert readme.read_text().startswith(text) and "OLD" not in readme.read_text()
     assert main(["evaluate", "--from-json", str(report / "evaluation.json"), "--readme",
                  str(readme), "--section", "missing"]) == 2
+
+
+def test_evaluate_with_names_hidden_from_the_catalog(small_file, tmp_path):
+    """--hide-names runs the protocols on the table with those names replaced (labelled in the
+    source); P1 with hidden hardware answers every row, as with the catalog's names."""
+    out = tmp_path / "hidden.json"
+    assert main(["evaluate", str(small_file), "--protocol", "P1", "--hide-names", "hardware",
+                 "--methods", "ala_fast", "--no-uncertainty", "--format", "json",
+                 "--out", str(out)]) == 0
+    (r,) = json.loads(out.read_text())
+    assert r["source"].endswith("(hardware names hidden from the catalog)")
+    m = r["methods"]["ala_fast"]
+    assert m["answered"] == 1.0 and m["median_ape"] < 15.0
