@@ -55,7 +55,9 @@ def test_common_accelerators_and_models_resolve_as_spelled_in_the_wild():
     for name, entry in (("NVIDIA GeForce RTX 4090", "RTX-4090"), ("Tesla T4", "T4"),
                         ("NVIDIA RTX A6000", "RTX-A6000"), ("NVIDIA H800 80GB HBM3", "H800"),
                         ("AMD Instinct MI210", "MI210"), ("TPU v5e", "TPU-v5e"),
-                        ("NVIDIA L20", "L20"), ("A800-SXM4-80GB", "A800"), ("NVIDIA A40", "A40")):
+                        ("NVIDIA L20", "L20"), ("A800-SXM4-80GB", "A800"), ("NVIDIA A40", "A40"),
+                        ("NVIDIA H200 NVL", "H200-NVL"), ("NVIDIA B300", "B300"),
+                        ("NVIDIA GeForce RTX 5090", "RTX-5090"), ("AMD Instinct MI350X", "MI350X")):
         assert hardware_id(name) == entry, name
     for name, entry in (("Qwen/Qwen2.5-14B-Instruct", "qwen2.5-14b"),
                         ("google/gemma-2-9b-it", "gemma-2-9b"),
@@ -69,6 +71,7 @@ def test_common_accelerators_and_models_resolve_as_spelled_in_the_wild():
         assert model_id(name) == entry, name
     assert resolve_hardware("RTX 4090").vendor == resolve_hardware("Tesla T4").vendor == "nvidia"
     assert resolve_hardware("TPU v5p").vendor == "google"
+    assert resolve_hardware("B300").vendor == resolve_hardware("GB300").vendor == "nvidia"
 
 
 def test_memory_variants_resolve_to_their_own_entry():
