@@ -348,6 +348,11 @@ def config_key(hardware: str, num_devices: int, framework: str, model: str, prec
             model_id(model), normalise_precision(precision), batch_kind)
 
 
+def hardware_spelling(name: str) -> str:
+    """A hardware name as written, up to case and spacing (one measured system per spelling)."""
+    return " ".join(str(name).split()).casefold()
+
+
 @lru_cache(maxsize=65536)
 def config_identity(hardware: str, num_devices: int, framework: str, model: str, precision: str,
                     batch_kind: str = "static") -> tuple[tuple, str]:
@@ -358,7 +363,7 @@ def config_identity(hardware: str, num_devices: int, framework: str, model: str,
     of benchmarked curves try the spelling first and the resolved configuration second.
     """
     return (config_key(hardware, num_devices, framework, model, precision, batch_kind),
-            " ".join(str(hardware).split()).casefold())
+            hardware_spelling(hardware))
 
 
 def vendor_from_name(name: str) -> str:
@@ -392,9 +397,6 @@ class InferredDevices:
 
     def __reduce__(self):  # rebuilt on unpickling: string hashes differ between processes
         return (InferredDevices, (self.entries,))
-
-    def __bool__(self) -> bool:
-        return bool(self.entries)
 
     def __len__(self) -> int:
         return len(self.entries)

@@ -127,12 +127,12 @@ def hide_names(table: pa.Table, what: str) -> pa.Table:
     as ``model-<k>-<size>`` with the size their names usually state (``model-3-70b``,
     ``model-5-47b-a13b`` for 47B parameters of which 13B active; none for a model the catalog
     does not know either). Measures how the method does on names from outside the catalog."""
-    from .catalog import model_id, resolve_model
+    from .catalog import hardware_spelling, model_id, resolve_model
 
     if what not in HIDDEN:
         raise ValueError(f"hide_names: what must be one of {HIDDEN}, got {what!r}")
     names = table.column(what).to_pylist()
-    ident = (lambda n: " ".join(str(n).split()).casefold()) if what == "hardware" else model_id
+    ident = hardware_spelling if what == "hardware" else model_id
     ids = sorted({ident(n) for n in names})
     label = {}
     for k, i in enumerate(ids, 1):
