@@ -129,10 +129,61 @@ def test_tables_of_catalog_devices_are_untouched(h100_l40s):
     assert curves.described_from(known) is curves
 
 
+def failed_run(hardware: str) -> pa.Table:
+    """A curve no device can have produced: LLaMA v2 7B (fp8) decoding 40,000 tokens/s at
+    batch 1, flat in the batch size (as Argonne's failed GH200 runs), at a request shape
+    ``hardware`` was not otherwise benchmarked at."""
+    bb = [1, 8, 32, 64]
+    return pa.table({"hardware": [hardware] * 4, "num_devices": [1] * 4,
+                     "framework": ["trt-llm"] * 4, "model": ["LLaMA v2 7B"] * 4,
+                     "precision": ["fp8"] * 4, "input_tokens": [1000] * 4,
+                     "output_tokens": [1000] * 4, "batch_size": bb,
+                     "throughput": [40000.0, 40500.0, 40200.0, 40300.0],
+                     "batch_kind": ["static"] * 4})
+
+
 @pytest.fixture(scope="module")
 def renamed_predictor(h100_l40s):
     table = renamed(h100_l40s, {"L40S": "Accel-Z 48GB"})
+    table = concat_tables([table, failed_run("Accel-Z 48GB")])
     return table, ala_fast.train(table, seed=0, boosting=BoostingParams(n_estimators=SMALL_TREES))
+
+
+def test_failed_runs_on_a_described_device_are_flagged_and_left_out(h100_l40s):
+    """A curve far above the roofline of its device's description is flagged implausible,
+    as one on catalog hardware is by fit_curves, and the device is described without it."""
+    clean = renamed(h100_l40s, {"L40S": "Accel-Z 48GB"})
+    table = concat_tables([clean, failed_run("Accel-Z 48GB"), failed_run("H100 80GB HBM3")])
+    params = fit_curves(table)
+    flagged = params.column("above_roofline").to_numpy(zero_copy_only=False)
+    names = np.array(params.column("hardware").to_pylist())
+    shape = params.column("input_tokens").to_numpy() == 1000
+    assert flagged.tolist() == (shape & (names == "H100 80GB HBM3")).tolist()  # catalog only
+    curves, known = described(table)
+    d = curves.described_from(known)
+    np.testing.assert_array_equal(~d.plausible, shape)  # now both
+    assert np.isin(np.flatnonzero(shape), trainable(d), invert=True).all()
+    ref_curves, ref_known = described(clean)
+    ref = ref_curves.described_from(ref_known).inferred.resolve("Accel-Z 48GB")
+    hw = d.inferred.resolve("Accel-Z 48GB")
+    np.testing.assert_allclose([hw.mem_bw_tbs, hw.fp16_tflops], [ref.mem_bw_tbs, ref.fp16_tflops],
+                               rtol=1e-9)
+    # a device described by its plausible curves flags nothing
+    assert curves.described_from(known[~shape[known]]).plausible[~shape].all()
+
+
+def test_a_failed_run_on_a_described_device_is_not_served(renamed_predictor):
+    table, predictor = renamed_predictor
+    curves = predictor.curves
+    failed = (np.array(curves.column("hardware").to_pylist()) == "Accel-Z 48GB") & (
+        curves.column("input_tokens").to_numpy() == 1000)
+    assert failed.sum() == 1
+    assert curves.column("above_roofline").to_pylist() == failed.tolist()
+    assert not curves.column("trainable").to_numpy(zero_copy_only=False)[failed].any()
+    w = failed_run("Accel-Z 48GB").drop_columns(["throughput"])
+    out = predictor.predict(w)
+    assert out.column("basis").to_pylist() == ["learned"] * w.num_rows
+    assert (out.column("throughput").to_numpy() < 4000).all()
 
 
 def test_bundle_keeps_the_described_devices(renamed_predictor, tmp_path, capsys):

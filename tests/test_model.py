@@ -598,9 +598,14 @@ def test_curves_above_the_roofline_are_flagged_and_not_trained_on(trtllm, argonn
     ok = _curve("H100", "llama-2-7b", [60, 400, 1200, 1800])
     impossible = _curve("H100", "llama-2-7b", [25000, 30000, 38000, 38000], ii=2048, oo=2048)
     unknown = _curve("Acme-NPU", "llama-2-7b", [25000, 30000, 38000, 38000])
-    params = ala_fast.fit_curves(pa.concat_tables([ok, impossible, unknown]))
-    assert params.column("above_roofline").to_pylist() == [False, True, False]
-    assert trainable(curve_set(params)).tolist() == [0, 2]
+    # a model the catalog lacks: judged by the size its name states, not without one
+    sized = _curve("H100", "Acme-LM-7B-chat", [25000, 30000, 38000, 38000], ii=2048, oo=2048)
+    unsized = _curve("H100", "Acme-LM-chat", [25000, 30000, 38000, 38000], ii=2048, oo=2048)
+    params = ala_fast.fit_curves(pa.concat_tables([ok, impossible, unknown, sized, unsized]))
+    flags = dict(zip(params.column("model").to_pylist(), params.column("above_roofline").to_pylist()))
+    assert params.column("above_roofline").to_pylist()[:3] == [False, True, False]
+    assert flags["Acme-LM-7B-chat"] and not flags["Acme-LM-chat"]
+    assert trainable(curve_set(params)).tolist() == [0, 2, 4]
     # on the shared data: no TensorRT-LLM sweep curve is implausible; the Argonne ones flagged
     # all have a measurement beyond twice the ceiling
     assert not any(ala_fast.fit_curves(trtllm).column("above_roofline").to_pylist())

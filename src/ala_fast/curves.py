@@ -88,9 +88,11 @@ def fit_curves(
     ``min_batch``, ``max_batch``, ``rmse`` (tokens/s), ``max_ape`` (%) and the flags
     ``too_short`` (< 3 batch sizes; still fitted), ``not_monotone``, ``not_saturated`` and
     ``above_roofline`` (a measurement above ``ROOFLINE_MARGIN`` times the roofline ceiling of
-    :func:`features.throughput_ceiling`: physically implausible, kept but not trained on).
+    :func:`features.throughput_ceiling`: physically implausible, kept but not trained on;
+    judged where the hardware is in the catalog and the model's size is known, from the
+    catalog or from its name, see :func:`features.roofline_trusted`).
     """
-    from .features import ROOFLINE_MARGIN, table_features, throughput_ceiling
+    from .features import ROOFLINE_MARGIN, roofline_trusted, table_features, throughput_ceiling
 
     if loss not in LOSSES:
         raise FitError(f"loss={loss!r} is not one of {LOSSES}")
@@ -127,7 +129,7 @@ def fit_curves(
     np.logical_or.at(drop, seg[idx], drops)
     max_batch = x_s[offsets[1:] - 1]
     keys = table.select(list(CURVE_KEY)).take(first)
-    ceiling = throughput_ceiling(table_features(keys)[0][seg], x_s)
+    ceiling = throughput_ceiling(table_features(keys)[0][seg], x_s, roofline_trusted(keys)[seg])
     above = np.zeros(m, bool)
     np.logical_or.at(above, seg, y_s > ROOFLINE_MARGIN * np.nan_to_num(ceiling, nan=np.inf))
     cols = {name: keys.column(name) for name in CURVE_KEY}

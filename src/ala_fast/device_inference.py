@@ -43,7 +43,7 @@ import numpy as np
 
 from .catalog import (
     FALLBACK_HARDWARE, NO_INFERRED_DEVICES, Hardware, InferredDevices, hardware_id,
-    memory_from_name, resolve_hardware, vendor_from_name,
+    memory_from_name, model_from_name, resolve_hardware, resolve_model, vendor_from_name,
 )
 from .curves import evaluate as eval_curve
 from .features import (
@@ -127,6 +127,37 @@ def infer_devices(curves: "CurveSet", idx: np.ndarray) -> InferredDevices:
                               base.mem_bw_tbs * s_bw, base.mem_gb, vendor_hint=base.vendor_hint))
                for key, base, s_bw, s_tf, _ in found]
     return InferredDevices(tuple(sorted(entries)))
+
+
+def beyond_inferred_roofline(curves: "CurveSet") -> np.ndarray:
+    """Per curve: its hardware is described by ``curves.inferred`` (not by the catalog), its
+    model's size is known (catalog or name) and its fit, at its smallest or largest measured
+    batch size, exceeds ``ROOFLINE_MARGIN`` times the roofline ceiling of that description:
+    a failed run, as ``fit_curves`` flags measurements on catalog hardware (``above_roofline``;
+    with the catalog names, the same nine curves of the Argonne table are flagged both ways).
+
+    The description is fitted on the device's curves by least absolute deviations (a few
+    failed runs move it little), and it matches the device's typical curve to the typical
+    efficiency of comparable curves elsewhere, so a curve must be several times more efficient
+    than its device's others to cross the ceiling."""
+    from .features import ROOFLINE_MARGIN, throughput_ceiling
+
+    out = np.zeros(len(curves), bool)
+    if not curves.inferred:
+        return out
+    names = curves.keys.column("hardware").to_pylist()
+    models = curves.keys.column("model").to_pylist()
+    rows = np.array([i for i, (h, m) in enumerate(zip(names, models))
+                     if resolve_hardware(h) is None and curves.inferred.resolve(h) is not None
+                     and (resolve_model(m) is not None or model_from_name(m) is not None)
+                     and curves.n_points[i] >= 1], np.int64)
+    if rows.size == 0:
+        return out
+    point_curve, batch, fitted = _points(curves, rows)
+    ceiling = throughput_ceiling(curves.x[rows][point_curve], batch,
+                                 np.ones(point_curve.size, bool))
+    np.logical_or.at(out, rows[point_curve], fitted > ROOFLINE_MARGIN * ceiling)
+    return out
 
 
 def _config_rows(curves: "CurveSet", rows: np.ndarray, devices: InferredDevices) -> np.ndarray:

@@ -93,6 +93,7 @@ def protocol_p2_ala_fast(table: pa.Table, seed: int = 0, loss: str = DEFAULT_LOS
         return {"protocol": "P2", "loss": loss, "curves": 0, **ape_summary(np.zeros(0))}
     known = np.union1d(trainable(curves), anchor_only(curves))
     curves = curves.described_from(known)  # as training describes them
+    known = known[curves.plausible[known]]
     prior = continuation_prior(curves, elig, known, seed)
     h = holdout(curves, elig, prior, [x[off[k]:off[k + 1]] for k in elig],
                 [y[off[k]:off[k + 1]] for k in elig], loss)

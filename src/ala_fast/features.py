@@ -25,7 +25,8 @@ import numpy as np
 
 from .catalog import (
     FALLBACK_HARDWARE, FRAMEWORKS, NO_INFERRED_DEVICES, PRECISION_BYTES, VENDORS,
-    InferredDevices, model_from_name, normalise_framework, normalise_precision, resolve_model,
+    InferredDevices, model_from_name, normalise_framework, normalise_precision, resolve_hardware,
+    resolve_model,
 )
 from ._kernels.features import CONFIG_HEAD
 
@@ -150,18 +151,37 @@ def table_features(table, inferred: InferredDevices = NO_INFERRED_DEVICES
 ROOFLINE_MARGIN = 2.0  # a measurement above this multiple of the roofline ceiling is implausible
 
 
-def throughput_ceiling(x: np.ndarray, batch: np.ndarray) -> np.ndarray:
+def throughput_ceiling(x: np.ndarray, batch: np.ndarray,
+                       trusted: np.ndarray | None = None) -> np.ndarray:
     """Roofline upper bound of output tokens/s for feature rows ``x`` at batch sizes ``batch``.
 
     No run can beat both limits: one decode step reads the active weights once for the whole
     batch (``batch * decode_rate``), and every token of every sequence costs 2 * active
-    parameters FLOPs at peak (``compute_rate * oo / (ii + oo)`` output tokens/s). NaN where the
-    hardware or the model is not in the catalog (the descriptors are guesses there).
+    parameters FLOPs at peak (``compute_rate * oo / (ii + oo)`` output tokens/s). NaN where
+    ``trusted`` (per row) is False; by default where the rows' features do not mark both the
+    hardware and the model as known (:func:`roofline_trusted` for a table's rows).
     """
     f = {n: i for i, n in enumerate(FEATURE_NAMES)}
     ii, oo = x[:, f["ii"]], x[:, f["oo"]]
     bound = np.minimum(np.asarray(batch, np.float64) * np.exp(x[:, f["log_decode_rate"]]),
                        np.exp(x[:, f["log_compute_rate"]]) * oo / (ii + oo))
-    known = (x[:, f["hardware_known"]] > 0) & (x[:, f["model_known"]] > 0)
-    return np.where(known, bound, np.nan)
+    if trusted is None:
+        trusted = (x[:, f["hardware_known"]] > 0) & (x[:, f["model_known"]] > 0)
+    return np.where(trusted, bound, np.nan)
+
+
+def roofline_trusted(table) -> np.ndarray:
+    """Per row of a canonical table (or curve keys): whether :func:`throughput_ceiling` can be
+    trusted to flag a measurement as impossible: the hardware is in the catalog (its data
+    sheet, not a guess) and the model's size is known, from the catalog or from its name
+    (``catalog.model_from_name``: the ceiling needs only the active parameter count)."""
+    hw = table.column("hardware").to_pylist()
+    md = table.column("model").to_pylist()
+    return np.array([_roofline_trusted(str(h), str(m)) for h, m in zip(hw, md)], bool)
+
+
+@lru_cache(maxsize=4096)
+def _roofline_trusted(hardware: str, model: str) -> bool:
+    return resolve_hardware(hardware) is not None and (
+        resolve_model(model) is not None or model_from_name(model) is not None)
 

@@ -57,10 +57,21 @@ class CurveSet:
 
     def described_from(self, idx: np.ndarray) -> "CurveSet":
         """The same curves with the hardware the catalog does not know described from the
-        measurements of curves ``idx`` only (a training set; :mod:`device_inference`)."""
-        from .device_inference import infer_devices
+        measurements of curves ``idx`` only (a training set; :mod:`device_inference`).
 
-        return self.described_by(infer_devices(self, idx))
+        Curves of such hardware far above the roofline of its description are flagged
+        implausible (``plausible``, as ``fit_curves`` flags those on catalog hardware; see
+        ``device_inference.beyond_inferred_roofline``) and the hardware is described again
+        without them. Callers holding index sets of trainable curves filter them by the
+        returned ``plausible``."""
+        from .device_inference import beyond_inferred_roofline, infer_devices
+
+        described = self.described_by(infer_devices(self, idx))
+        beyond = beyond_inferred_roofline(described) & self.plausible
+        if not beyond.any():
+            return described
+        flagged = replace(self, plausible=self.plausible & ~beyond)
+        return flagged.described_by(infer_devices(flagged, idx))
 
     def endpoint_points(self, idx: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Batch sizes and throughputs of each curve's fit at its smallest and largest measured

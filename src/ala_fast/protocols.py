@@ -196,6 +196,7 @@ def run_protocol(
             continue
         pos = np.searchsorted(test, codes[rows])  # test is sorted: position of each row's curve
         fc = curves.described_from(known)  # devices the catalog lacks: from this fold's curves
+        train, known = train[fc.plausible[train]], known[fc.plausible[known]]
         for m in methods:
             if m == "direct_gbr":
                 train_rows = np.flatnonzero(np.isin(codes, train))

@@ -48,6 +48,7 @@ def train(table: pa.Table, seed: int = 0, loss: str = DEFAULT_LOSS,
     boosting = boosting or BoostingParams()
     known = np.union1d(idx, anchor_only(curves))
     curves = curves.described_from(known)  # benchmarked devices the catalog does not know
+    idx, known = idx[curves.plausible[idx]], known[curves.plausible[known]]
     learned = fit_learned(curves, known, seed, boosting)
     onnx_bytes = export_onnx(learned.models, N_FEATURES, name="ala_fast_params")
     codes, _ = group_codes(table, CURVE_KEY)
@@ -69,6 +70,10 @@ def train(table: pa.Table, seed: int = 0, loss: str = DEFAULT_LOSS,
     anchor_weight = np.zeros(len(curves))
     anchor_weight[learned.anchored] = learned.weights
     curves_table = params.replace_schema_metadata(None)
+    # with the flags of curves far above their described device's roofline (described_from)
+    curves_table = curves_table.set_column(
+        curves_table.schema.get_field_index("above_roofline"), "above_roofline",
+        pa.array(~curves.plausible))
     for j, name in enumerate(TARGET_NAMES):
         curves_table = curves_table.append_column(f"residual_{name}", pa.array(resid[:, j]))
     curves_table = curves_table.append_column("trainable", pa.array(is_train))

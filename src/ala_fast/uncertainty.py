@@ -287,6 +287,9 @@ def _round_errors(curves, configs: tuple[list, list], train_idx: np.ndarray, kno
         return []
     seen = np.setdiff1d(known, held_round)
     curves = curves.described_from(seen)  # a held-out device the catalog lacks: the fallback
+    rest, held = rest[curves.plausible[rest]], held[curves.plausible[held]]
+    if rest.size < 2 or held.size == 0:
+        return []
     learned = fit_learned(curves, seen, seed, light)
     configs_all, raw_configs = configs
     z = learned.predict_targets(curves.x[held], [raw_configs[i] for i in held])
