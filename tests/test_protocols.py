@@ -92,3 +92,27 @@ def test_p2_reports_the_predictors_rule_beside_the_fits(two_gpus, tmp_path):
     assert direct["rows"] == protocol_p2(two_gpus)["rows"] == r["rows"]
     (r,) = run_all([str(path)], protocols=["P2"], methods=("nn_params",), uncertainty=False)
     assert "ala_fast" not in r["methods"]
+
+
+def test_p3_by_framework_holds_out_a_software_stack_with_its_interval(argonne):
+    """P3-framework: one fold per framework (spellings resolved); every held-out row is an
+    unseen software stack, met at the unseen-hardware level and interval."""
+    from ala_fast.uncertainty import UNSEEN_HARDWARE
+
+    pc = pa.compute
+    keep = pc.and_(pc.is_in(argonne.column("hardware"), pa.array(["Nvidia A100 GPU", "Nvidia H100 GPU"])),
+                   pc.is_in(argonne.column("framework"), pa.array(["vllm", "trt-llm"])))
+    keep = pc.and_(keep, pc.is_in(argonne.column("model"), pa.array(
+        ["meta-llama/Llama-2-7b-hf", "mistralai/Mistral-7B-v0.1", "meta-llama/Meta-Llama-3-8B"])))
+    table = concat_tables([argonne.filter(keep)])
+    spelled = table.set_column(table.schema.get_field_index("framework"), "framework", pa.array(
+        ["vLLM" if f == "vllm" else "TensorRT-LLM" for f in table.column("framework").to_pylist()]))
+    fold, names = protocols.folds_p3(ala_fast.fit_curves(spelled), "framework")
+    assert names == ["trt-llm", "vllm"] and set(fold) == {0, 1}
+    with pytest.raises(ValueError, match="hardware, model or framework"):
+        protocols.folds_p3(ala_fast.fit_curves(table), "precision")
+    r = protocols.run_protocol(table, "P3", by="framework", methods=("ala_fast",),
+                               uncertainty=True)
+    assert r["protocol"] == "P3 (leave one framework out)" and r["folds"] == 2
+    assert r["methods"]["ala_fast"]["answered"] == 1.0
+    assert (r["_rows"]["extra"]["level"] == UNSEEN_HARDWARE).all()

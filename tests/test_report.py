@@ -119,3 +119,14 @@ def test_evaluate_with_names_hidden_from_the_catalog(small_file, tmp_path):
     assert r["source"].endswith("(hardware names hidden from the catalog)")
     m = r["methods"]["ala_fast"]
     assert m["answered"] == 1.0 and m["median_ape"] < 15.0
+
+
+def test_evaluate_leave_one_framework_out_is_asked_for_by_name(small_file, tmp_path):
+    """--protocol P3-framework runs P3 by framework; a table of one framework has no fold with
+    anything to learn from, so no row is answered (and nothing fails)."""
+    out = tmp_path / "fw.json"
+    assert main(["evaluate", str(small_file), "--protocol", "P3-framework", "--methods",
+                 "ala_fast", "--no-uncertainty", "--format", "json", "--out", str(out)]) == 0
+    (r,) = json.loads(out.read_text())
+    assert r["protocol"] == "P3 (leave one framework out)" and r["folds"] == 1
+    assert r["methods"]["ala_fast"]["answered"] == 0.0

@@ -303,6 +303,34 @@ def test_novelty_levels():
     assert level("MI325X", 1, "vllm", "llama-2-7b", "fp16") == "unseen_hardware"
     assert level("H200", 1, "vllm", "llama-2-7b", "fp8") == "unseen_hardware"
     assert level("some-new-asic", 1, "vllm", "llama-2-7b", "fp16") == "unseen_hardware"
+    # a framework no reference curve ran: an unseen software stack, on any hardware
+    assert level("H100", 1, "sglang", "llama-2-7b", "fp16") == "unseen_hardware"
+    assert level("H200", 1, "SGLang", "llama-2-7b", "fp16") == "unseen_hardware"
+    # an index without frameworks (built before they were recorded) keeps the old levels
+    from ala_fast.uncertainty import KnownConfigs
+
+    old = KnownConfigs(known.counts, known.hardware, known.peer_configs)
+    assert LEVELS[novelty_level(config_key("H100", 1, "sglang", "llama-2-7b", "fp16"), old)] \
+        == "unseen_configuration"
+
+
+def test_an_unseen_framework_gets_the_unseen_hardware_interval(predictor):
+    """The predictor was trained on TensorRT-LLM runs only: vLLM on its H100 is an unseen
+    software stack and gets the unseen-hardware level, error output and interval, wider than
+    TensorRT-LLM's on the same workload; predict_one agrees."""
+    from ala_fast.uncertainty import LEVEL_COLUMN, UNSEEN_HARDWARE
+
+    cal = predictor.manifest["metrics"]["calibration_q90"]
+    block = predictor._curve_block([("H100", 1, "vllm", "llama-2-7b", "fp16", "static")],
+                                   np.array([300.0]), np.array([128.0]))
+    assert block.err_x[0, LEVEL_COLUMN] == UNSEEN_HARDWARE
+    new = predictor.predict(workload(framework="vllm", input_tokens=300)).to_pylist()[0]
+    seen = predictor.predict(workload(framework="trt-llm", input_tokens=300)).to_pylist()[0]
+    assert np.log(new["upper"] / new["throughput"]) == pytest.approx(cal["unseen_hardware"],
+                                                                     rel=1e-6)
+    assert new["upper"] / new["lower"] > seen["upper"] / seen["lower"]
+    one = predictor.predict_one("H100", 1, "vllm", "llama-2-7b", "fp16", 300, 128, 16)
+    assert one.upper == pytest.approx(new["upper"]) and one.lower == pytest.approx(new["lower"])
 
 
 def test_unseen_hardware_levels_share_one_quantile():

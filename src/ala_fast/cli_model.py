@@ -8,6 +8,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from .report_tables import PROTOCOLS
+
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .cli import _read_many
@@ -258,7 +260,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("data", nargs="*", help="one table per data source")
     p.add_argument("--from-json", metavar="FILE",
                    help="render results saved with --format json --out FILE instead of running")
-    p.add_argument("--protocol", action="append", choices=("P0", "P1", "P2", "P3", "P3-model"),
+    p.add_argument("--protocol", action="append", choices=PROTOCOLS,
                    help="repeatable; default: all")
     p.add_argument("--methods", default="ala_fast,published,direct_gbr,nn_params")
     p.add_argument("--format", choices=("markdown", "json"), default="markdown")
@@ -280,7 +282,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="HTML report with figures (needs ala_fast[report])")
     p.add_argument("data", nargs="+", help="one table per data source")
     p.add_argument("--out", required=True, help="folder for index.html, figures and tables")
-    p.add_argument("--protocol", action="append", choices=("P0", "P1", "P2", "P3", "P3-model"),
+    p.add_argument("--protocol", action="append", choices=PROTOCOLS,
                    help="repeatable; default: all")
     p.add_argument("--bundle", default=None,
                    help="model for the benchmarked curves ('default': the shipped one; "

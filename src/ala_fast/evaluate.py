@@ -12,7 +12,7 @@ import pyarrow as pa
 from .curves import DEFAULT_LOSS, evaluate as eval_curve, fit_segments
 from .grouping import group_codes, segments
 from .metrics import ape, ape_summary
-from .report_tables import EXTRA_COLUMNS
+from .report_tables import DEFAULT_PROTOCOLS, EXTRA_COLUMNS, P3_BY
 from .schema import CURVE_KEY, validate
 
 MIN_POINTS_EVAL = 4
@@ -166,7 +166,7 @@ def run_all(paths: list[str], protocols: list[str] | None = None,
     from .protocols import run_protocol
     from .readers import read_benchmarks
 
-    protocols = protocols or ["P0", "P2", "P1", "P3", "P3-model"]
+    protocols = protocols or list(DEFAULT_PROTOCOLS)
     results = []
     for path in paths:
         with warnings.catch_warnings():
@@ -188,7 +188,7 @@ def run_all(paths: list[str], protocols: list[str] | None = None,
                      "methods": {k: {kk: vv for kk, vv in v.items() if kk.endswith("_ape")
                                      or kk in EXTRA_COLUMNS} for k, v in per_loss.items()}}
             else:
-                by = "model" if proto == "P3-model" else "hardware"
+                by = P3_BY.get(proto, "hardware")
                 r = run_protocol(table, proto[:2], seed=seed, methods=methods, by=by,
                                  progress=progress, uncertainty=uncertainty, n_jobs=n_jobs)
                 if keep_rows:

@@ -4,8 +4,9 @@ Folds
 - P1: within every configuration its curves are dealt to folds in a seeded random order, so each
   fold holds out at most one (ii, oo) per configuration: for every configuration this is exactly
   "leave one (ii, oo) out", while the pooled models still see that (ii, oo) elsewhere.
-- P3: one fold per hardware type (``by="hardware"``) or per model (``by="model"``), after alias
-  resolution ("Intel PVC GPU" and "Intel Max 1550" are one device).
+- P3: one fold per hardware type (``by="hardware"``), per model (``by="model"``) or per
+  framework (``by="framework"``: an unseen software stack), after alias resolution ("Intel PVC
+  GPU" and "Intel Max 1550" are one device).
 
 Methods (DESIGN.md section 4)
 - ``ala_fast``: pooled boosted trees on configuration + roofline features -> curve targets.
@@ -22,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from .catalog import hardware_id, model_id
+from .catalog import hardware_id, model_id, normalise_framework
 from .curves import DEFAULT_LOSS, evaluate as eval_curve, fit_curves
 from .features import SHAPE_FEATURES
 from .grouping import group_codes
@@ -55,7 +56,10 @@ def folds_p1(keys: pa.Table, seed: int = 0) -> np.ndarray:
 
 
 def folds_p3(keys: pa.Table, by: str = "hardware") -> tuple[np.ndarray, list[str]]:
-    resolve = hardware_id if by == "hardware" else model_id
+    resolve = {"hardware": hardware_id, "model": model_id,
+               "framework": normalise_framework}.get(by)
+    if resolve is None:
+        raise ValueError(f"P3 leaves out hardware, model or framework, got by={by!r}")
     names = [resolve(v) for v in keys.column(by).to_pylist()]
     uniq = sorted(set(names))
     lookup = {n: i for i, n in enumerate(uniq)}

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from .catalog import hardware_id, model_id, normalise_framework
 from .metrics import ape
-from .report_tables import EXTRA_COLUMNS, METHOD_LABELS, to_json
+from .report_tables import DEFAULT_PROTOCOLS, EXTRA_COLUMNS, METHOD_LABELS, to_json
 
 NOMINAL_LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 APE_FLOOR = 1e-2  # APE % drawn on log axes is clipped here (an exact prediction has APE 0)
@@ -350,7 +350,7 @@ def build_report(paths: list[str], out_dir: str | Path, protocols: list[str] | N
     _plt()  # fail early without matplotlib
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    protocols = protocols or ["P0", "P2", "P1", "P3", "P3-model"]
+    protocols = protocols or list(DEFAULT_PROTOCOLS)
     if "ala_fast" not in methods:
         raise ValueError("the report draws ala_fast's predictions: keep it in methods")
     results = run_all(paths, protocols=protocols, methods=methods, seed=seed, source=source,

@@ -6,6 +6,12 @@ import json
 import re
 from pathlib import Path
 
+#: protocol names (DESIGN.md section 4) -> the column a P3 variant leaves out one value of at a time
+P3_BY = {"P3": "hardware", "P3-model": "model", "P3-framework": "framework"}
+PROTOCOLS = ("P0", "P1", "P2", *P3_BY)
+#: run when none are named (leave-one-framework-out is asked for by name)
+DEFAULT_PROTOCOLS = ("P0", "P2", "P1", "P3", "P3-model")
+
 METHOD_LABELS = {
     "ala_fast": "ala_fast (pooled trees + roofline + anchors)",
     "published": "published per-configuration (curve fit + trees on 7 features)",

@@ -112,6 +112,7 @@ class KnownConfigs:
     counts: dict[tuple, int]  # configuration key -> benchmarked curves
     hardware: frozenset[str]  # hardware ids
     peer_configs: frozenset[tuple]  # (vendor, configuration key without the hardware)
+    frameworks: frozenset[str] = frozenset()  # normalised framework names
 
 
 def config_counts(configs: list[tuple],
@@ -126,15 +127,23 @@ def config_counts(configs: list[tuple],
         hw = inferred.resolve(c[0])
         if hw is not None:
             peers.add((hw.vendor, c[1:]))
-    return KnownConfigs(counts, frozenset(c[0] for c in counts), frozenset(peers))
+    return KnownConfigs(counts, frozenset(c[0] for c in counts), frozenset(peers),
+                        frozenset(c[2] for c in counts))
 
 
 def novelty_level(config: tuple, known: KnownConfigs) -> int:
     """Index into LEVELS of a configuration key: benchmarked itself; hardware known; hardware
     unseen but the configuration benchmarked on a known device of the same vendor (what
-    :mod:`transfer` borrows); or nothing of the kind."""
+    :mod:`transfer` borrows); or nothing of the kind.
+
+    A framework no reference curve ran is an unseen software stack, whatever the hardware:
+    its error is of the size of an unseen device's (frameworks differ many times over in
+    throughput on one device), which no descriptor of the configuration reveals, so it takes
+    the unseen-hardware level and interval."""
     if config in known.counts:
         return KNOWN_CONFIGURATION
+    if known.frameworks and config[2] not in known.frameworks:
+        return UNSEEN_HARDWARE
     if config[0] in known.hardware:
         return UNSEEN_CONFIGURATION
     hw = resolve_hardware(config[0])  # unseen: described by the catalog or not at all
