@@ -183,7 +183,8 @@ def test_a_failed_run_on_a_described_device_is_not_served(renamed_predictor):
     w = failed_run("Accel-Z 48GB").drop_columns(["throughput"])
     out = predictor.predict(w)
     assert out.column("basis").to_pylist() == ["learned"] * w.num_rows
-    assert (out.column("throughput").to_numpy() < 4000).all()
+    # answered like an unbenchmarked shape, far from the failed run's 40,000 tokens/s
+    assert (out.column("throughput").to_numpy() < 0.25 * 40000).all()
 
 
 def test_bundle_keeps_the_described_devices(renamed_predictor, tmp_path, capsys):
