@@ -313,6 +313,12 @@ def hardware_id(name: str) -> str:
     return hw.name if hw else name_key(name)
 
 
+def model_size_known(name: str) -> bool:
+    """Whether a model's parameter counts are known: from the catalog or from its name
+    (:func:`model_from_name`)."""
+    return resolve_model(name) is not None or model_from_name(name) is not None
+
+
 def model_id(name: str) -> str:
     m = resolve_model(name)
     return m.name if m else name_key(name)

@@ -43,7 +43,7 @@ import numpy as np
 
 from .catalog import (
     FALLBACK_HARDWARE, NO_INFERRED_DEVICES, Hardware, InferredDevices, hardware_id,
-    memory_from_name, model_from_name, resolve_hardware, resolve_model, vendor_from_name,
+    memory_from_name, model_size_known, resolve_hardware, vendor_from_name,
 )
 from .curves import evaluate as eval_curve
 from .features import (
@@ -149,7 +149,7 @@ def beyond_inferred_roofline(curves: "CurveSet") -> np.ndarray:
     models = curves.keys.column("model").to_pylist()
     rows = np.array([i for i, (h, m) in enumerate(zip(names, models))
                      if resolve_hardware(h) is None and curves.inferred.resolve(h) is not None
-                     and (resolve_model(m) is not None or model_from_name(m) is not None)
+                     and model_size_known(m)
                      and curves.n_points[i] >= 1], np.int64)
     if rows.size == 0:
         return out

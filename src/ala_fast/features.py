@@ -25,8 +25,8 @@ import numpy as np
 
 from .catalog import (
     FALLBACK_HARDWARE, FRAMEWORKS, NO_INFERRED_DEVICES, PRECISION_BYTES, VENDORS,
-    InferredDevices, model_from_name, normalise_framework, normalise_precision, resolve_hardware,
-    resolve_model,
+    InferredDevices, model_from_name, model_size_known, normalise_framework, normalise_precision,
+    resolve_hardware, resolve_model,
 )
 from ._kernels.features import CONFIG_HEAD
 
@@ -182,6 +182,5 @@ def roofline_trusted(table) -> np.ndarray:
 
 @lru_cache(maxsize=4096)
 def _roofline_trusted(hardware: str, model: str) -> bool:
-    return resolve_hardware(hardware) is not None and (
-        resolve_model(model) is not None or model_from_name(model) is not None)
+    return resolve_hardware(hardware) is not None and model_size_known(model)
 
