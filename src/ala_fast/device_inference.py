@@ -134,7 +134,8 @@ def beyond_inferred_roofline(curves: "CurveSet") -> np.ndarray:
     model's size is known (catalog or name) and its fit, at its smallest or largest measured
     batch size, exceeds ``ROOFLINE_MARGIN`` times the roofline ceiling of that description:
     a failed run, as ``fit_curves`` flags measurements on catalog hardware (``above_roofline``;
-    with the catalog names, the same nine curves of the Argonne table are flagged both ways).
+    with the hardware names hidden, the Argonne table's flagged curves are the nine that
+    ``fit_curves`` flags under the catalog's names).
 
     The description is fitted on the device's curves by least absolute deviations (a few
     failed runs move it little), and it matches the device's typical curve to the typical

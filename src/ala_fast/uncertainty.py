@@ -14,7 +14,8 @@ Training (``fit_uncertainty``)
    larger and, learned together, leaked into seen-hardware rows of the same device), queries
    on unseen hardware one fitted on every hold-out row.
 3. Mondrian split-conformal calibration, one score set per novelty level (known
-   configuration, unseen configuration on known hardware, unseen hardware; the last split in
+   configuration, unseen configuration on known hardware, unseen hardware (or a framework
+   no reference curve ran: an unseen software stack, see ``novelty_level``); the last split in
    two for the error model, with or without the configuration benchmarked on a known device
    of its vendor, but calibrated together, see ``level_quantiles``), each scored on
    hold-out rows the error model never saw in that sense (see ``fit_uncertainty``): scores
