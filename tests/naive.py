@@ -253,3 +253,19 @@ def perfect_trees_walk(x, depth, feat, thr, leaf, tree_target, base):
             row[tree_target[t]] += float(leaf[t, n - n_inner])
         out[i] = row
     return out
+
+
+def stack_effect(log_i, log_o, dev, weight, prior, qi, qo):
+    """The shape effect of a software stack at one query shape (``learner.StackProfile``), by
+    its definition: per target, the smallest value among the deviations and a pseudo-point 0
+    of weight ``prior`` whose own weight and that of every smaller value reach half the total
+    kernel weight."""
+    kw = [w * math.exp(-abs(a - qi) - abs(b - qo)) for a, b, w in zip(log_i, log_o, weight)]
+    out = []
+    for t in range(3):
+        values = [float(d[t]) for d in dev] + [0.0]
+        weights = kw + [prior]
+        total = sum(weights)
+        out.append(min(v for v in values
+                       if sum(w for u, w in zip(values, weights) if u <= v) >= total / 2))
+    return np.array(out)

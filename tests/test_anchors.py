@@ -14,12 +14,14 @@ from ala_fast.augment import BoostingParams
 from ala_fast.catalog import config_identity
 from ala_fast.curves import evaluate as eval_curve, fit_curves
 from ala_fast.learner import (
-    CONFIG_PRIOR, HARDWARE_PRIOR, SHORT_RIDGE, SIBLING_PRIOR, Anchors, anchor_only,
-    curve_identities, curve_set, fit_learned, identification_weights, short_curve_residuals,
-    trainable,
+    CONFIG_PRIOR, HARDWARE_PRIOR, SHORT_RIDGE, SIBLING_PRIOR, STACK_PRIOR, Anchors, StackProfile,
+    anchor_only, curve_identities, curve_set, fit_learned, identification_weights,
+    short_curve_residuals, trainable,
 )
 from ala_fast.readers import concat_tables
 from ala_fast.targets import targets_to_params
+
+from . import naive
 
 QUICK = BoostingParams(n_estimators=60)
 
@@ -50,12 +52,15 @@ def test_anchor_correction_is_config_level_plus_shape_local():
     # a third spelling of the same catalog entry falls back to every sibling of the entry
     np.testing.assert_allclose(anchors.correction(_identity("Ponte Vecchio"), *q),
                                by_hand([0, 1, 2, 3], *q), rtol=1e-12)
-    # no sibling: the hardware's mean residual, shrunk, by spelling first
+    # no sibling: the hardware's mean residual, shrunk, by spelling first, plus the shape
+    # effect of the stack (the four curves are one configuration of the catalog entry)
+    level = resid.sum(axis=0) / (4 + CONFIG_PRIOR)
+    stack = naive.stack_effect(log_ii, log_oo, resid - level, np.ones(4), STACK_PRIOR, *q)
     other_model = _identity("Intel PVC GPU", "mistral-7b")
     np.testing.assert_allclose(anchors.correction(other_model, *q),
-                               resid[:3].sum(axis=0) / (3 + HARDWARE_PRIOR), rtol=1e-12)
+                               resid[:3].sum(axis=0) / (3 + HARDWARE_PRIOR) + stack, rtol=1e-12)
     np.testing.assert_allclose(anchors.correction(_identity("Ponte Vecchio", "mistral-7b"), *q),
-                               resid.sum(axis=0) / (4 + HARDWARE_PRIOR), rtol=1e-12)
+                               resid.sum(axis=0) / (4 + HARDWARE_PRIOR) + stack, rtol=1e-12)
     np.testing.assert_array_equal(anchors.correction(_identity("H100", "mistral-7b"), *q), 0.0)
 
 
@@ -79,18 +84,30 @@ def test_anchor_weights_scale_what_each_sibling_says():
     rows = [0, 1, 2]
     r, w0 = resid[rows], weight[rows]
     level = (w0 @ r) / (w0.sum() + CONFIG_PRIOR)
+    # the stack's other configuration: mistral-7b, one curve
+    other_level = weight[3] * resid[3] / (weight[3] + CONFIG_PRIOR)
+
+    def stack(qi, qo):
+        return naive.stack_effect(log_ii[3:], log_oo[3:], [resid[3] - other_level], weight[3:],
+                                  STACK_PRIOR, qi, qo)
+
     w = w0 * np.exp(-np.abs(log_ii[rows] - q[0]) - np.abs(log_oo[rows] - q[1]))
-    expected = level + (w @ (r - level)) / (w.sum() + SIBLING_PRIOR)
+    dev = r - level - np.array([stack(a, b) for a, b in zip(log_ii[rows], log_oo[rows])])
+    expected = level + stack(*q) + (w @ dev) / (w.sum() + SIBLING_PRIOR)
     np.testing.assert_allclose(anchors.correction(ids[0], *q), expected, rtol=1e-12)
     # a sibling of weight 0 says nothing: the same as leaving it out
     without = Anchors([ids[i] for i in (0, 1, 3)], log_ii[[0, 1, 3]], log_oo[[0, 1, 3]],
                       resid[[0, 1, 3]], weight[[0, 1, 3]])
     np.testing.assert_allclose(anchors.correction(ids[0], *q), without.correction(ids[0], *q),
                                rtol=1e-12)
-    # the hardware level (another model on the same device) is weighted the same way
+    # the hardware level (another model on the same device) is weighted the same way, and so
+    # is the stack effect (the weight-0 curve says nothing there either)
     other = _identity("H100", "qwen2-7b")
-    np.testing.assert_allclose(anchors.correction(other, *q),
-                               (weight @ resid) / (weight.sum() + HARDWARE_PRIOR), rtol=1e-12)
+    levels = np.array([level] * 3 + [other_level])
+    np.testing.assert_allclose(
+        anchors.correction(other, *q),
+        (weight @ resid) / (weight.sum() + HARDWARE_PRIOR)
+        + naive.stack_effect(log_ii, log_oo, resid - levels, weight, STACK_PRIOR, *q), rtol=1e-12)
     # no weights: every curve counts once
     plain = Anchors(ids, log_ii, log_oo, resid)
     np.testing.assert_allclose(plain.correction(ids[0], *q),
@@ -272,3 +289,96 @@ def test_batched_corrections_equal_one_query_at_a_time():
     np.testing.assert_allclose(anchors.corrections(queries, qi, qo), one_by_one, rtol=1e-12,
                                atol=1e-15)
     assert np.abs(one_by_one).max() > 0 and (one_by_one == 0).all(axis=1).any()
+
+
+def test_stack_median_kernel_matches_its_definition():
+    rng = np.random.default_rng(11)
+    for trial in range(300):
+        n = int(rng.integers(0, 9))
+        log_i, log_o = np.log(rng.choice([128.0, 256.0, 1024.0, 2048.0], size=(2, n)))
+        if trial % 2:  # ties and exact sums: few values, dyadic weights, shapes on the grid
+            dev = rng.choice([-1.0, -0.25, 0.0, 0.5, 2.0], size=(n, 3))
+            weight = rng.choice([0.0, 0.5, 1.0, 2.0], size=n)
+        else:
+            dev = rng.normal(size=(n, 3))
+            weight = rng.uniform(0, 2, size=n) * (rng.uniform(size=n) > 0.2)
+        prior = float(rng.choice([STACK_PRIOR, 0.3, 4.0]))
+        queries = np.concatenate([np.stack([log_i, log_o], axis=1),
+                                  np.log(rng.uniform(64, 4096, size=(3, 2)))])
+        profile = StackProfile.of(log_i, log_o, dev, weight)
+        from ala_fast._kernels.anchors import stack_median
+
+        got = np.empty((queries.shape[0], 3))
+        stack_median(np.ascontiguousarray(queries[:, 0]), np.ascontiguousarray(queries[:, 1]),
+                     profile.log_i, profile.log_o, profile.weight, profile.dev, profile.order,
+                     prior, got)
+        for k, (qi, qo) in enumerate(queries):
+            np.testing.assert_array_equal(
+                got[k], naive.stack_effect(log_i, log_o, dev, weight, prior, qi, qo))
+        if prior == STACK_PRIOR:
+            np.testing.assert_array_equal(profile.at(queries[:, 0], queries[:, 1]), got)
+
+
+def _stack_table(dip: float):
+    """Four models of one stack at four request shapes (ii = oo), each with its own level and a
+    batch-1 efficiency ``dip`` at 128 tokens; a fifth model missing the 128 shape."""
+    ids, shapes, resid = [], [], []
+    for m, (model, level) in enumerate([("llama-2-7b", 0.3), ("mistral-7b", -0.2),
+                                        ("qwen2-7b", 0.1), ("llama-2-70b", 0.0)]):
+        for s in (128.0, 256.0, 512.0, 1024.0):
+            ids.append(config_identity("MI300X", 1 + m % 2, "vllm", model, "fp16", "static"))
+            shapes.append(s)
+            resid.append([level + (dip if s == 128.0 else 0.0), 0.1 * m, -0.05])
+    for s in (256.0, 512.0, 1024.0):
+        ids.append(config_identity("MI300X", 1, "vllm", "gpt-j-6b", "fp16", "static"))
+        shapes.append(s)
+        resid.append([0.2, 0.0, 0.0])
+    log_s = np.log(np.array(shapes))
+    return ids, log_s, np.array(resid)
+
+
+def test_a_stack_shape_effect_reaches_configurations_that_missed_the_shape():
+    ids, log_s, resid = _stack_table(dip=-1.0)
+    anchors = Anchors(ids, log_s, log_s, resid)
+    ids0, log_s0, resid0 = _stack_table(dip=0.0)
+    flat = Anchors(ids0, log_s0, log_s0, resid0)
+    q = np.log(128.0)
+    missing = config_identity("MI300X", 1, "vllm", "gpt-j-6b", "fp16", "static")
+    # the model never measured at 128 tokens gets (most of) the stack's dip there ...
+    dip = anchors.correction(missing, q, q)[0] - flat.correction(missing, q, q)[0]
+    assert -1.0 <= dip < -0.6
+    # ... and not at its own shapes' neighbourhood far from it
+    far = np.log(1024.0)
+    assert abs(anchors.correction(missing, far, far)[0]
+               - flat.correction(missing, far, far)[0]) < 0.05
+    # a model the stack never ran gets it too, on top of the hardware's mean residual
+    new_model = config_identity("MI300X", 1, "vllm", "falcon-7b", "fp16", "static")
+    assert (anchors.correction(new_model, q, q)[0]
+            - flat.correction(new_model, q, q)[0]) < -0.6
+    # another framework on the same device is another stack: no dip
+    other = config_identity("MI300X", 1, "llama.cpp", "gpt-j-6b", "fp16", "static")
+    np.testing.assert_allclose(anchors.correction(other, q, q)[1:],
+                               flat.correction(other, q, q)[1:], rtol=1e-12)
+    assert abs(anchors.correction(other, q, q)[0] - flat.correction(other, q, q)[0]) < 0.25
+    # a configuration that measured the shape keeps its own measurement's say: its siblings'
+    # deviations are taken relative to the stack, so the dip is not counted twice
+    own = config_identity("MI300X", 1, "vllm", "llama-2-7b", "fp16", "static")
+    assert abs(anchors.correction(own, q, q)[0] - (0.3 - 1.0)) < 0.2
+
+
+def test_one_badly_identified_curve_does_not_move_its_stack():
+    ids, log_s, resid = _stack_table(dip=0.0)
+    base = Anchors(ids, log_s, log_s, resid)
+    resid = resid.copy()
+    resid[3, 0] += 4.0  # llama-2-7b at 1024 tokens: a 50x batch-1 efficiency
+    bad = Anchors(ids, log_s, log_s, resid)
+    q = np.log(1024.0)
+    for model in ("mistral-7b", "qwen2-7b", "gpt-j-6b", "falcon-7b"):
+        ident = config_identity("MI300X", 1 + (model == "mistral-7b"), "vllm", model, "fp16",
+                                "static")
+        change = bad.correction(ident, q, q) - base.correction(ident, q, q)
+        # a weighted mean would move every configuration by about 0.5 here; the median moves
+        # by what the outlier's configuration level does to that configuration's other curves
+        # (plus, for a model without siblings, the outlier's share of the hardware mean)
+        limit = 0.05 + (4.0 / (19 + HARDWARE_PRIOR) if model == "falcon-7b" else 0.0)
+        assert np.abs(change).max() <= limit, (model, change)

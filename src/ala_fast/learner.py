@@ -143,6 +143,9 @@ def params_from_outputs(z: np.ndarray, roof_batch1, roof_knee):
 CONFIG_PRIOR = 0.5  # pseudo-count shrinking a configuration's mean residual toward 0
 SIBLING_PRIOR = 0.2  # pseudo-weight of "no shape-local deviation" against the sibling curves
 HARDWARE_PRIOR = 2.0  # pseudo-count shrinking the hardware-level correction
+#: pseudo-weight of "no shape effect" against the software stack's other configurations (that
+#: of one curve measured at exactly the query's request shape)
+STACK_PRIOR = 1.0
 #: ridge weight per target when a short curve (1-2 batch sizes) is turned into a residual: the
 #: points decide the directions they constrain, the prior keeps the others at the pooled value
 SHORT_RIDGE = 0.1
@@ -185,6 +188,16 @@ class Anchors:
     ``(config_key, spelling)`` pairs). Each curve's residual counts with its ``weights``
     (default 1; :func:`identification_weights` in training and prediction alike): in the
     means, in the pseudo-count comparisons and in the shape kernel.
+
+    Between the two sits the shape effect of the query's software stack (hardware and
+    framework, :class:`StackProfile`): how the stack's *other* configurations deviate from
+    their own level at the query's request shape. A stack can be slow or fast at one shape
+    whatever the model or device count (Argonne, MI300X vLLM: batch-1 throughput at 128 input
+    tokens a third to a half of that at 256, on every model), which neither the pooled trees
+    nor a configuration's own siblings at other shapes reveal. The siblings' deviations are
+    then taken relative to the stack's effect at their shapes, so what they share with the
+    stack is not counted twice; a configuration without siblings gets the effect on top of the
+    hardware's mean residual.
     """
 
     def __init__(self, identities: list[tuple[tuple, str]], log_ii: np.ndarray,
@@ -199,6 +212,8 @@ class Anchors:
         self.by_hardware = self._hardware([k[0] for k, _ in identities], residuals, weights)
         self.by_hardware_spelling = self._hardware([(k[0], s) for k, s in identities], residuals,
                                                    weights)
+        self.by_stack = self._stacks([k for k, _ in identities], log_ii, log_oo, residuals,
+                                     weights)
         self._plans: dict[tuple[tuple, str], AnchorPlan] = {}  # filled on demand (thread-safe:
         # concurrent fills store equal plans)
 
@@ -209,6 +224,33 @@ class Anchors:
             groups.setdefault(key, []).append(i)
         return {key: (log_ii[idx], log_oo[idx], residuals[idx], weights[idx])
                 for key, idx in ((k, np.array(v)) for k, v in groups.items())}
+
+    def _stacks(self, keys: list, log_ii, log_oo, residuals, weights) -> dict:
+        """Per software stack (hardware id, framework): its curves' shapes, weights, their
+        deviations from their configuration's level and the code of that configuration."""
+        codes = {k: c for c, k in enumerate(self.by_config)}
+        cfg = np.array([codes[k] for k in keys], np.int64)
+        dev = np.empty_like(residuals)
+        for key, (_, _, resid, weight) in self.by_config.items():
+            dev[cfg == codes[key]] = resid - _level(resid, weight)
+        groups: dict = {}
+        for i, key in enumerate(keys):
+            groups.setdefault(_stack_key(key), []).append(i)
+        self._config_code = codes
+        return {g: (log_ii[idx], log_oo[idx], dev[idx], weights[idx], cfg[idx])
+                for g, idx in ((g, np.array(v)) for g, v in groups.items())}
+
+    def stack(self, key: tuple) -> "StackProfile | None":
+        """The shape profile of the stack of configuration ``key`` from its other
+        configurations (None when it has none)."""
+        found = self.by_stack.get(_stack_key(key))
+        if found is None:
+            return None
+        log_i, log_o, dev, weight, cfg = found
+        other = cfg != self._config_code.get(key, -1)
+        if not other.any():
+            return None
+        return StackProfile.of(log_i[other], log_o[other], dev[other], weight[other])
 
     @staticmethod
     def _hardware(keys: list, residuals, weights) -> dict:
@@ -261,40 +303,95 @@ class Anchors:
 
     def _plan(self, identity: tuple[tuple, str]) -> "AnchorPlan":
         key, spelling = identity
+        stack = self.stack(key)
         sib = self.by_spelling.get(identity)
         if sib is None:
             sib = self.by_config.get(key)
         if sib is not None:
             log_i, log_o, resid, weight = sib
-            # NumPy reductions, not BLAS products: BLAS may sum in another order when several
-            # threads call it at once, and a prediction must not depend on that
-            level = (weight[:, None] * resid).sum(axis=0) / (weight.sum() + CONFIG_PRIOR)
-            return AnchorPlan(level, log_i, log_o, resid - level, weight)
+            level = _level(resid, weight)
+            dev = resid - level
+            if stack is not None:
+                dev = dev - stack.at(log_i, log_o)
+            return AnchorPlan(level, log_i, log_o, dev, weight, stack)
         hw = self.by_hardware_spelling.get((key[0], spelling))
         if hw is None:
             hw = self.by_hardware.get(key[0], np.zeros(3))
-        return AnchorPlan(hw)
+        return AnchorPlan(hw, stack=stack)
+
+
+def _level(resid: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """A configuration's effect: its curves' weighted mean residual, shrunk by CONFIG_PRIOR."""
+    # NumPy reductions, not BLAS products: BLAS may sum in another order when several
+    # threads call it at once, and a prediction must not depend on that
+    return (weight[:, None] * resid).sum(axis=0) / (weight.sum() + CONFIG_PRIOR)
+
+
+def _stack_key(key: tuple) -> tuple:
+    """The software stack of a configuration key: (hardware id, framework)."""
+    return key[0], key[2]
+
+
+class StackProfile(NamedTuple):
+    """How a software stack's configurations deviate from their own level, by request shape.
+
+    At a query shape, each curve weighs its identification weight times the sibling kernel
+    ``exp(-|d log ii| - |d log oo|)``; the effect is the weighted median of their deviations,
+    per target, with a pseudo-curve of deviation 0 and weight ``STACK_PRIOR``: a median, not a
+    mean, because one badly identified curve (a 4-point curve far from batch 1 whose
+    extrapolated batch-1 efficiency is 50x the trees') would otherwise move every
+    configuration of its stack; the pseudo-curve keeps a shape that only one or two curves
+    measured near 0."""
+
+    log_i: np.ndarray
+    log_o: np.ndarray
+    dev: np.ndarray  # rows x 3
+    weight: np.ndarray
+    order: np.ndarray  # 3 x rows: each target's deviations sorted ascending
+
+    @classmethod
+    def of(cls, log_i, log_o, dev, weight) -> "StackProfile":
+        dev = np.ascontiguousarray(dev, np.float64)
+        order = np.ascontiguousarray(np.argsort(dev, axis=0, kind="stable").T, np.int64)
+        return cls(np.ascontiguousarray(log_i, np.float64),
+                   np.ascontiguousarray(log_o, np.float64), dev,
+                   np.ascontiguousarray(weight, np.float64), order)
+
+    def at(self, log_ii: np.ndarray, log_oo: np.ndarray) -> np.ndarray:
+        """The effect (rows x 3) at request shapes (log ii, log oo)."""
+        from ._kernels.anchors import stack_median
+
+        log_ii = np.ascontiguousarray(log_ii, np.float64)
+        out = np.empty((log_ii.size, 3))
+        stack_median(log_ii, np.ascontiguousarray(log_oo, np.float64), self.log_i, self.log_o,
+                     self.weight, self.dev, self.order, STACK_PRIOR, out)
+        return out
 
 
 class AnchorPlan(NamedTuple):
-    """The anchoring of one identity: its siblings' configuration effect ``level`` plus their
-    deviations ``dev`` from it at (``log_i``, ``log_o``) with ``weight``; or, without
-    siblings, only ``level`` (the hardware's mean residual, or 0)."""
+    """The anchoring of one identity: its siblings' configuration effect ``level``, the shape
+    effect of its software stack (``stack``, None without one) and the siblings' deviations
+    ``dev`` from both at (``log_i``, ``log_o``) with ``weight``; or, without siblings,
+    ``level`` (the hardware's mean residual, or 0) and the stack's effect."""
 
     level: np.ndarray
     log_i: np.ndarray | None = None
     log_o: np.ndarray | None = None
     dev: np.ndarray | None = None
     weight: np.ndarray | None = None
+    stack: StackProfile | None = None
 
     def at(self, log_ii: np.ndarray, log_oo: np.ndarray) -> np.ndarray:
         """Corrections (rows x 3) of queries at request shapes (log ii, log oo)."""
+        out = np.broadcast_to(self.level, (log_ii.size, 3))
+        if self.stack is not None:
+            out = out + self.stack.at(log_ii, log_oo)
         if self.dev is None:
-            return np.broadcast_to(self.level, (log_ii.size, 3))
+            return out
         w = self.weight * np.exp(-np.abs(self.log_i[None, :] - log_ii[:, None])
                                  - np.abs(self.log_o[None, :] - log_oo[:, None]))
         local = (w[:, :, None] * self.dev[None, :, :]).sum(axis=1)
-        return self.level + local / (w.sum(axis=1) + SIBLING_PRIOR)[:, None]
+        return out + local / (w.sum(axis=1) + SIBLING_PRIOR)[:, None]
 
 
 def short_curve_residuals(z_hat: np.ndarray, roof_batch1: np.ndarray, roof_knee: np.ndarray,
