@@ -251,6 +251,26 @@ def test_bundle_carries_the_anchor_weights_training_used(h100_l40s_predictor):
     assert (anchor_weights(older) == 1.0).all()
 
 
+def test_bundle_records_the_stack_effect_and_older_bundles_keep_theirs(h100_l40s_predictor):
+    from ala_fast.predictor import Predictor
+
+    predictor = h100_l40s_predictor
+    assert predictor.manifest["anchoring"] == {"stack_prior": STACK_PRIOR}
+    assert predictor._anchors.stack_prior == STACK_PRIOR and predictor._anchors.by_stack
+    manifest = {k: v for k, v in predictor.manifest.items() if k != "anchoring"}
+    older = Predictor(manifest, dict(predictor._files))
+    assert older._anchors.stack_prior is None and not older._anchors.by_stack
+    # a shape no curve measured, of a benchmarked configuration and of a new model on a
+    # benchmarked stack: the bundle's answer includes the stack effect, the older one not
+    hw = predictor.curves.column("hardware")[0].as_py()
+    fw = predictor.curves.column("framework")[0].as_py()
+    w = pa.table({"hardware": [hw, hw], "num_devices": [1, 1], "framework": [fw, fw],
+                  "model": [predictor.curves.column("model")[0].as_py(), "falcon-7b"],
+                  "input_tokens": [333, 333], "output_tokens": [77, 77], "batch_size": [8, 8]})
+    now, before = (p.predict(w).column("throughput").to_numpy() for p in (predictor, older))
+    assert (now != before).all()
+
+
 def test_two_spellings_of_one_device_keep_their_own_curves(h100_l40s):
     """One catalog entry measured as two systems (like Argonne's "Intel Max 1550" and "Intel
     PVC GPU"): each spelling gets its own fitted curves and anchors."""

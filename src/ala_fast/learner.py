@@ -202,7 +202,8 @@ class Anchors:
 
     def __init__(self, identities: list[tuple[tuple, str]], log_ii: np.ndarray,
                  log_oo: np.ndarray, residuals: np.ndarray,
-                 weights: np.ndarray | None = None) -> None:
+                 weights: np.ndarray | None = None,
+                 stack_prior: float | None = STACK_PRIOR) -> None:
         residuals = np.asarray(residuals, np.float64).reshape(len(identities), 3)
         weights = (np.ones(len(identities)) if weights is None
                    else np.asarray(weights, np.float64).reshape(len(identities)))
@@ -212,8 +213,10 @@ class Anchors:
         self.by_hardware = self._hardware([k[0] for k, _ in identities], residuals, weights)
         self.by_hardware_spelling = self._hardware([(k[0], s) for k, s in identities], residuals,
                                                    weights)
-        self.by_stack = self._stacks([k for k, _ in identities], log_ii, log_oo, residuals,
-                                     weights)
+        self.stack_prior = stack_prior  # None: no stack effect (bundles from before it)
+        self.by_stack = ({} if stack_prior is None else
+                         self._stacks([k for k, _ in identities], log_ii, log_oo, residuals,
+                                      weights))
         self._plans: dict[tuple[tuple, str], AnchorPlan] = {}  # filled on demand (thread-safe:
         # concurrent fills store equal plans)
 
@@ -250,7 +253,8 @@ class Anchors:
         other = cfg != self._config_code.get(key, -1)
         if not other.any():
             return None
-        return StackProfile.of(log_i[other], log_o[other], dev[other], weight[other])
+        return StackProfile.of(log_i[other], log_o[other], dev[other], weight[other],
+                               self.stack_prior)
 
     @staticmethod
     def _hardware(keys: list, residuals, weights) -> dict:
@@ -337,7 +341,7 @@ class StackProfile(NamedTuple):
 
     At a query shape, each curve weighs its identification weight times the sibling kernel
     ``exp(-|d log ii| - |d log oo|)``; the effect is the weighted median of their deviations,
-    per target, with a pseudo-curve of deviation 0 and weight ``STACK_PRIOR``: a median, not a
+    per target, with a pseudo-curve of deviation 0 and weight ``prior``: a median, not a
     mean, because one badly identified curve (a 4-point curve far from batch 1 whose
     extrapolated batch-1 efficiency is 50x the trees') would otherwise move every
     configuration of its stack; the pseudo-curve keeps a shape that only one or two curves
@@ -348,14 +352,15 @@ class StackProfile(NamedTuple):
     dev: np.ndarray  # rows x 3
     weight: np.ndarray
     order: np.ndarray  # 3 x rows: each target's deviations sorted ascending
+    prior: float = STACK_PRIOR
 
     @classmethod
-    def of(cls, log_i, log_o, dev, weight) -> "StackProfile":
+    def of(cls, log_i, log_o, dev, weight, prior: float = STACK_PRIOR) -> "StackProfile":
         dev = np.ascontiguousarray(dev, np.float64)
         order = np.ascontiguousarray(np.argsort(dev, axis=0, kind="stable").T, np.int64)
         return cls(np.ascontiguousarray(log_i, np.float64),
                    np.ascontiguousarray(log_o, np.float64), dev,
-                   np.ascontiguousarray(weight, np.float64), order)
+                   np.ascontiguousarray(weight, np.float64), order, float(prior))
 
     def at(self, log_ii: np.ndarray, log_oo: np.ndarray) -> np.ndarray:
         """The effect (rows x 3) at request shapes (log ii, log oo)."""
@@ -364,7 +369,7 @@ class StackProfile(NamedTuple):
         log_ii = np.ascontiguousarray(log_ii, np.float64)
         out = np.empty((log_ii.size, 3))
         stack_median(log_ii, np.ascontiguousarray(log_oo, np.float64), self.log_i, self.log_o,
-                     self.weight, self.dev, self.order, STACK_PRIOR, out)
+                     self.weight, self.dev, self.order, self.prior, out)
         return out
 
 

@@ -288,8 +288,10 @@ class Predictor:
         # each anchor's weight as training used it (bundles from before the weights: 1)
         weight = (curves.column("anchor_weight").to_numpy()[an]
                   if "anchor_weight" in curves.column_names else None)
+        # the stack shape effect as training used it (bundles from before it: none)
         self._anchors = Anchors([identities[k] for k in an], np.log(ii[an].astype(float)),
-                                np.log(oo[an].astype(float)), resid[an], weight)
+                                np.log(oo[an].astype(float)), resid[an], weight,
+                                stack_prior=manifest.get("anchoring", {}).get("stack_prior"))
         hardware = curves.column("hardware").to_pylist()
         self._devices = known_devices(hardware[k] for k in an)
         self._device_ids = frozenset(hardware_id(d) for d in self._devices)

@@ -12,7 +12,9 @@ from .features import FEATURE_NAMES, N_FEATURES
 from .continuation import (
     DISTANCE_EDGES, band_quantiles, continuation_prior, continuation_targets, holdout,
 )
-from .learner import MIN_POINTS_TRAIN, anchor_only, curve_set, fit_learned, trainable
+from .learner import (
+    MIN_POINTS_TRAIN, STACK_PRIOR, anchor_only, curve_set, fit_learned, trainable,
+)
 from .grouping import group_codes, segments
 from .predictor import (
     CALIBRATION_FILE, CONTINUATION_COLUMNS, CONTINUATION_FILE, CURVES_FILE, ERROR_ONNX,
@@ -118,6 +120,7 @@ def train(table: pa.Table, seed: int = 0, loss: str = DEFAULT_LOSS,
             "frameworks": sorted(set(keys["framework"])),
         },
         "inferred_hardware": curves.inferred.to_json(),
+        "anchoring": {"stack_prior": STACK_PRIOR},
         "uncertainty": {
             "error_feature_names": list(ERROR_FEATURE_NAMES),
             "scaler_mean": unc.scaler.mean.tolist(),
