@@ -388,9 +388,10 @@ class AnchorPlan(NamedTuple):
 
     def at(self, log_ii: np.ndarray, log_oo: np.ndarray) -> np.ndarray:
         """Corrections (rows x 3) of queries at request shapes (log ii, log oo)."""
-        out = np.broadcast_to(self.level, (log_ii.size, 3))
-        if self.stack is not None:
-            out = out + self.stack.at(log_ii, log_oo)
+        if self.stack is None:
+            out = np.broadcast_to(self.level, (log_ii.size, 3))
+        else:
+            out = self.level + self.stack.at(log_ii, log_oo)
         if self.dev is None:
             return out
         w = self.weight * np.exp(-np.abs(self.log_i[None, :] - log_ii[:, None])
