@@ -194,5 +194,20 @@ def test_load_and_first_prediction(benchmark):
 
 
 @pytest.mark.benchmark(group="start-up (fresh process)")
+def test_onnxruntime_session_and_first_run_reference(benchmark):
+    """Reference: a fresh process that imports ONNX Runtime, opens the default bundle's
+    parameter model and runs it on one row: what embedding the ONNX file alone costs (no
+    features, curve or uncertainty)."""
+    from ala_fast.predictor import PARAMS_ONNX, default_bundle_path
+
+    path = str(default_bundle_path() / PARAMS_ONNX)
+    code = ("import numpy as np, onnxruntime as ort; "
+            f"s = ort.InferenceSession({path!r}, providers=['CPUExecutionProvider']); "
+            f"s.run(None, {{s.get_inputs()[0].name: np.zeros((1, {len(features.FEATURE_NAMES)}), "
+            "np.float32)})")
+    benchmark.pedantic(subprocess.run, ([sys.executable, "-c", code],), {"check": True}, rounds=3)
+
+
+@pytest.mark.benchmark(group="start-up (fresh process)")
 def test_python_startup_reference(benchmark):
     benchmark.pedantic(subprocess.run, ([sys.executable, "-c", "pass"],), {"check": True}, rounds=3)
