@@ -214,6 +214,7 @@ class Anchors:
         self.by_hardware_spelling = self._hardware([(k[0], s) for k, s in identities], residuals,
                                                    weights)
         self.stack_prior = stack_prior  # None: no stack effect (bundles from before it)
+        self._config_code = {k: c for c, k in enumerate(self.by_config)}
         self.by_stack = ({} if stack_prior is None else
                          self._stacks([k for k, _ in identities], log_ii, log_oo, residuals,
                                       weights))
@@ -231,7 +232,7 @@ class Anchors:
     def _stacks(self, keys: list, log_ii, log_oo, residuals, weights) -> dict:
         """Per software stack (hardware id, framework): its curves' shapes, weights, their
         deviations from their configuration's level and the code of that configuration."""
-        codes = {k: c for c, k in enumerate(self.by_config)}
+        codes = self._config_code
         cfg = np.array([codes[k] for k in keys], np.int64)
         dev = np.empty_like(residuals)
         for key, (_, _, resid, weight) in self.by_config.items():
@@ -239,7 +240,6 @@ class Anchors:
         groups: dict = {}
         for i, key in enumerate(keys):
             groups.setdefault(_stack_key(key), []).append(i)
-        self._config_code = codes
         return {g: (log_ii[idx], log_oo[idx], dev[idx], weights[idx], cfg[idx])
                 for g, idx in ((g, np.array(v)) for g, v in groups.items())}
 

@@ -14,7 +14,9 @@ def stack_median(log_ii, log_oo, log_i, log_o, weight, dev, order, prior, out):
     Curve ``j`` weighs ``weight[j] * exp(-|log_i[j] - log_ii[q]| - |log_o[j] - log_oo[q]|)``
     for query ``q``, the pseudo-point ``prior``. The lower weighted median is the smallest
     value whose own weight and that of every smaller value reach half the total.
-    ``order[t]`` sorts ``dev[:, t]`` ascending.
+    ``order[t]`` sorts ``dev[:, t]`` ascending. When no deviation is positive, the
+    pseudo-point comes last and answers if the running sum has not met half the total; the
+    largest deviation answers if rounding leaves the sum a hair short of it at the end.
     """
     n = log_i.shape[0]
     kw = np.empty(n)
