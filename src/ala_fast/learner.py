@@ -235,8 +235,9 @@ class Anchors:
         codes = self._config_code
         cfg = np.array([codes[k] for k in keys], np.int64)
         dev = np.empty_like(residuals)
-        for key, (_, _, resid, weight) in self.by_config.items():
-            dev[cfg == codes[key]] = resid - _level(resid, weight)
+        for key in self.by_config:
+            m = cfg == codes[key]
+            dev[m] = residuals[m] - _level(residuals[m], weights[m])
         groups: dict = {}
         for i, key in enumerate(keys):
             groups.setdefault(_stack_key(key), []).append(i)
