@@ -312,6 +312,8 @@ def test_batched_corrections_equal_one_query_at_a_time():
 
 
 def test_stack_median_kernel_matches_its_definition():
+    from ala_fast._kernels.anchors import stack_median
+
     rng = np.random.default_rng(11)
     for trial in range(300):
         n = int(rng.integers(0, 9))
@@ -326,8 +328,6 @@ def test_stack_median_kernel_matches_its_definition():
         queries = np.concatenate([np.stack([log_i, log_o], axis=1),
                                   np.log(rng.uniform(64, 4096, size=(3, 2)))])
         profile = StackProfile.of(log_i, log_o, dev, weight)
-        from ala_fast._kernels.anchors import stack_median
-
         got = np.empty((queries.shape[0], 3))
         stack_median(np.ascontiguousarray(queries[:, 0]), np.ascontiguousarray(queries[:, 1]),
                      profile.log_i, profile.log_o, profile.weight, profile.dev, profile.order,
