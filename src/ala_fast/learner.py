@@ -192,8 +192,8 @@ class Anchors:
     Between the two sits the shape effect of the query's software stack (hardware and
     framework, :class:`StackProfile`): how the stack's *other* configurations deviate from
     their own level at the query's request shape. A stack can be slow or fast at one shape
-    whatever the model or device count (Argonne, MI300X vLLM: batch-1 throughput at 128 input
-    tokens a third to a half of that at 256, on every model), which neither the pooled trees
+    across models and device counts (Argonne, MI300X vLLM: batch-1 throughput at 128 input
+    tokens a third to a half of that at 256 on every 7B model), which neither the pooled trees
     nor a configuration's own siblings at other shapes reveal. The siblings' deviations are
     then taken relative to the stack's effect at their shapes, so what they share with the
     stack is not counted twice; a configuration without siblings gets the effect on top of the
