@@ -57,6 +57,38 @@ def test_bad_values_name_column_and_row(column, value, match):
     assert isinstance(info.value, ala_fast.ALAError)
 
 
+def test_every_bad_column_is_reported_at_once():
+    """A table with invalid values in several columns raises one error naming each of them
+    (in schema order, with all their rows), so a file is fixed in one pass; the error pickles
+    (worker processes send it back) and is relocated whole onto a file's rows."""
+    import pickle
+
+    from ala_fast.errors import located
+
+    d = good_rows()
+    d["hardware"] = ["H100", "", ""]
+    d["input_tokens"] = pa.array([512, None, 64], pa.int64())
+    d["batch_size"] = [0, 2, -1]
+    d["throughput"] = [1.0, float("nan"), 3.0]
+    with pytest.raises(ala_fast.ValidationError) as info:
+        validate(pa.table(d), require_throughput=True, where="t.csv")
+    err = info.value
+    assert err.problems == [
+        ("hardware", [1, 2], "a non-empty string"),
+        ("input_tokens", [1], "no nulls"),
+        ("batch_size", [0, 2], "values > 0"),
+        ("throughput", [1], "finite numbers (no NaN or inf)"),
+    ]
+    assert (err.column, err.rows, err.expected) == err.problems[0]
+    text = str(err)
+    assert text.startswith("t.csv: column 'hardware'") and text.count("invalid row(s)") == 4
+    back = pickle.loads(pickle.dumps(err))
+    assert back.problems == err.problems and str(back) == text
+    moved = located(err, "part-3.parquet", row_offset=100)
+    assert [p[1] for p in moved.problems] == [[101, 102], [101], [100, 102], [101]]
+    assert str(moved).startswith("part-3.parquet: column 'hardware'")
+
+
 def test_nulls_missing_columns_wrong_types_and_empty():
     d = good_rows()
     d["batch_size"] = pa.array([1, None, 3], pa.int64())

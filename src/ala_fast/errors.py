@@ -16,24 +16,36 @@ class SchemaError(ALAError, ValueError):
 class ValidationError(ALAError, ValueError):
     """Values in a table are invalid (null, NaN, non-positive, ...).
 
-    ``column`` names the column, ``rows`` holds the offending row numbers (all of them).
+    ``column`` names the column, ``rows`` holds the offending row numbers (all of them) and
+    ``expected`` what was expected there. A table with problems in several columns raises one
+    error naming every column: ``problems`` lists each as (column, rows, expected), the first
+    being ``column``, ``rows`` and ``expected``.
     """
 
-    def __init__(self, column: str, rows: Sequence[int], expected: str, where: str = "") -> None:
-        self.column = column
-        self.rows = list(int(r) for r in rows)
-        self.expected = expected
+    def __init__(self, column: str, rows: Sequence[int], expected: str, where: str = "",
+                 more: Sequence[tuple[str, Sequence[int], str]] = ()) -> None:
+        self.problems = [(str(c), [int(r) for r in rs], str(e))
+                         for c, rs, e in [(column, rows, expected), *more]]
+        self.column, self.rows, self.expected = self.problems[0]
         self.where = where
-        first = ", ".join(str(r) for r in self.rows[:5])
-        more = f" (and {len(self.rows) - 5} more)" if len(self.rows) > 5 else ""
         prefix = f"{where}: " if where else ""
-        super().__init__(
-            f"{prefix}column {column!r}: {len(self.rows)} invalid row(s) at {first}{more}; "
-            f"expected {expected}"
-        )
+        super().__init__(prefix + "; ".join(_describe(*p) for p in self.problems))
+
+    @classmethod
+    def of(cls, problems: Sequence[tuple[str, Sequence[int], str]],
+           where: str = "") -> "ValidationError":
+        """One error for one or more (column, rows, expected) problems."""
+        return cls(*problems[0], where, problems[1:])
 
     def __reduce__(self):  # picklable (worker processes send it back)
-        return (type(self), (self.column, self.rows, self.expected, self.where))
+        return (type(self), (self.column, self.rows, self.expected, self.where,
+                             self.problems[1:]))
+
+
+def _describe(column: str, rows: list[int], expected: str) -> str:
+    first = ", ".join(str(r) for r in rows[:5])
+    more = f" (and {len(rows) - 5} more)" if len(rows) > 5 else ""
+    return f"column {column!r}: {len(rows)} invalid row(s) at {first}{more}; expected {expected}"
 
 
 class ReaderError(ALAError, ValueError):
@@ -52,5 +64,6 @@ def located(exc: ALAError, where: str, row_offset: int = 0) -> ALAError:
     """The same error, said of ``where`` (a file) with row numbers shifted by ``row_offset``
     (for errors raised on one batch of a larger input)."""
     if isinstance(exc, ValidationError):
-        return ValidationError(exc.column, [r + row_offset for r in exc.rows], exc.expected, where)
+        return ValidationError.of([(c, [r + row_offset for r in rows], e)
+                                   for c, rows, e in exc.problems], where)
     return type(exc)(f"{where}: {exc}")

@@ -61,7 +61,8 @@ def validate(
     columns given as floats are accepted only when every value is integral. Extra columns are
     kept after the canonical ones. Raises :class:`SchemaError` (missing column, wrong type,
     empty table) or :class:`ValidationError` (null, NaN/inf, non-positive value), naming the
-    column and the offending rows.
+    column and the offending rows: one error for every column with invalid values (the first
+    problem found in each).
     """
     if not isinstance(data, pa.Table):
         raise SchemaError(f"{where}: expected a pyarrow.Table, got {type(data).__name__}")
@@ -70,6 +71,7 @@ def validate(
     schema = CANONICAL_SCHEMA if require_throughput else WORKLOAD_SCHEMA
     n = data.num_rows
     out: dict[str, pa.ChunkedArray | pa.Array] = {}
+    problems: list[tuple[str, list[int], str]] = []  # (column, rows, expected), all reported
     missing = [
         f.name for f in schema if f.name not in data.column_names and f.name not in DEFAULTS
     ]
@@ -89,7 +91,8 @@ def validate(
             if name in DEFAULTS:
                 col = pc.fill_null(col, DEFAULTS[name])
             else:
-                raise ValidationError(name, _bad_rows(_column_to_numpy(nulls)), "no nulls", where)
+                problems.append((name, _bad_rows(_column_to_numpy(nulls)), "no nulls"))
+                continue
         if pa.types.is_string(field.type):
             if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)
                     or pa.types.is_dictionary(col.type)):
@@ -100,10 +103,11 @@ def validate(
             empty = _column_to_numpy(pc.utf8_length(pc.utf8_trim_whitespace(distinct))) == 0
             if empty.any():
                 values = _column_to_numpy(pc.utf8_length(pc.utf8_trim_whitespace(col)))
-                raise ValidationError(name, _bad_rows(values == 0), "a non-empty string", where)
-            if name == "batch_kind" and not pc.all(pc.is_in(distinct, pa.array(BATCH_KINDS))).as_py():
+                problems.append((name, _bad_rows(values == 0), "a non-empty string"))
+            elif name == "batch_kind" and not pc.all(
+                    pc.is_in(distinct, pa.array(BATCH_KINDS))).as_py():
                 ok = _column_to_numpy(pc.is_in(col, pa.array(BATCH_KINDS)))
-                raise ValidationError(name, _bad_rows(~ok), f"one of {BATCH_KINDS}", where)
+                problems.append((name, _bad_rows(~ok), f"one of {BATCH_KINDS}"))
             out[name] = col
             continue
         # numeric columns
@@ -112,17 +116,22 @@ def validate(
         values = _column_to_numpy(col).astype(np.float64)
         finite = np.isfinite(values)
         if not finite.all():
-            raise ValidationError(name, _bad_rows(~finite), "finite numbers (no NaN or inf)", where)
+            problems.append((name, _bad_rows(~finite), "finite numbers (no NaN or inf)"))
+            continue
         if not (values > 0).all():
-            raise ValidationError(name, _bad_rows(~(values > 0)), "values > 0", where)
+            problems.append((name, _bad_rows(~(values > 0)), "values > 0"))
+            continue
         if pa.types.is_integer(field.type):
             if pa.types.is_floating(col.type):
                 frac = values != np.round(values)
                 if frac.any():
-                    raise ValidationError(name, _bad_rows(frac), "whole numbers", where)
+                    problems.append((name, _bad_rows(frac), "whole numbers"))
+                    continue
             out[name] = col.cast(pa.int64())
         else:
             out[name] = col.cast(pa.float64())
+    if problems:
+        raise ValidationError.of(problems, where)
     extra = [c for c in data.column_names if c not in out]
     arrays = [out[f.name] for f in schema] + [data.column(c) for c in extra]
     names = [f.name for f in schema] + extra
