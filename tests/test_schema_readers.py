@@ -87,6 +87,13 @@ def test_every_bad_column_is_reported_at_once():
     moved = located(err, "part-3.parquet", row_offset=100)
     assert [p[1] for p in moved.problems] == [[101, 102], [101], [100, 102], [101]]
     assert str(moved).startswith("part-3.parquet: column 'hardware'")
+    # a column of the wrong type is a SchemaError, which still names the invalid values found
+    d["model"] = [1, 2, 3]
+    with pytest.raises(ala_fast.SchemaError) as info:
+        validate(pa.table(d), require_throughput=True, where="t.csv")
+    text = str(info.value)
+    assert text.startswith("t.csv: column 'model' has type int64, expected string; ")
+    assert text.count("invalid row(s)") == 4 and "column 'batch_size': 2 invalid" in text
 
 
 def test_nulls_missing_columns_wrong_types_and_empty():

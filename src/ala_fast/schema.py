@@ -62,7 +62,8 @@ def validate(
     kept after the canonical ones. Raises :class:`SchemaError` (missing column, wrong type,
     empty table) or :class:`ValidationError` (null, NaN/inf, non-positive value), naming the
     column and the offending rows: one error for every column with invalid values (the first
-    problem found in each).
+    problem found in each). A column of the wrong type raises a ``SchemaError`` that also lists
+    the invalid values found in the other columns.
     """
     if not isinstance(data, pa.Table):
         raise SchemaError(f"{where}: expected a pyarrow.Table, got {type(data).__name__}")
@@ -72,6 +73,7 @@ def validate(
     n = data.num_rows
     out: dict[str, pa.ChunkedArray | pa.Array] = {}
     problems: list[tuple[str, list[int], str]] = []  # (column, rows, expected), all reported
+    wrong_types: list[str] = []  # columns of the wrong type (their values are not checked)
     missing = [
         f.name for f in schema if f.name not in data.column_names and f.name not in DEFAULTS
     ]
@@ -96,7 +98,8 @@ def validate(
         if pa.types.is_string(field.type):
             if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)
                     or pa.types.is_dictionary(col.type)):
-                raise SchemaError(f"{where}: column {name!r} has type {col.type}, expected string")
+                wrong_types.append(f"column {name!r} has type {col.type}, expected string")
+                continue
             col = col.cast(pa.string())
             # check the distinct values (few) and map problems back to rows only when found
             distinct = pc.unique(col)
@@ -112,7 +115,8 @@ def validate(
             continue
         # numeric columns
         if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
-            raise SchemaError(f"{where}: column {name!r} has type {col.type}, expected a number")
+            wrong_types.append(f"column {name!r} has type {col.type}, expected a number")
+            continue
         values = _column_to_numpy(col).astype(np.float64)
         finite = np.isfinite(values)
         if not finite.all():
@@ -130,6 +134,9 @@ def validate(
             out[name] = col.cast(pa.int64())
         else:
             out[name] = col.cast(pa.float64())
+    if wrong_types:
+        found = [str(ValidationError.of(problems))] if problems else []
+        raise SchemaError(f"{where}: " + "; ".join(wrong_types + found))
     if problems:
         raise ValidationError.of(problems, where)
     extra = [c for c in data.column_names if c not in out]
