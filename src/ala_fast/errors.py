@@ -29,7 +29,7 @@ class ValidationError(ALAError, ValueError):
         self.column, self.rows, self.expected = self.problems[0]
         self.where = where
         prefix = f"{where}: " if where else ""
-        super().__init__(prefix + "; ".join(_describe(*p) for p in self.problems))
+        super().__init__(prefix + "; ".join(describe_problem(*p) for p in self.problems))
 
     @classmethod
     def of(cls, problems: Sequence[tuple[str, Sequence[int], str]],
@@ -42,7 +42,8 @@ class ValidationError(ALAError, ValueError):
                              self.problems[1:]))
 
 
-def _describe(column: str, rows: list[int], expected: str) -> str:
+def describe_problem(column: str, rows: list[int], expected: str) -> str:
+    """One invalid column as ``ValidationError`` words it (the first five rows shown)."""
     first = ", ".join(str(r) for r in rows[:5])
     more = f" (and {len(rows) - 5} more)" if len(rows) > 5 else ""
     return f"column {column!r}: {len(rows)} invalid row(s) at {first}{more}; expected {expected}"

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .errors import SchemaError, ValidationError
+from .errors import SchemaError, ValidationError, describe_problem
 
 #: configuration columns: everything about a deployment except the request shape
 CONFIG_COLUMNS: tuple[str, ...] = ("hardware", "num_devices", "framework", "model", "precision")
@@ -135,8 +135,8 @@ def validate(
         else:
             out[name] = col.cast(pa.float64())
     if wrong_types:
-        found = [str(ValidationError.of(problems))] if problems else []
-        raise SchemaError(f"{where}: " + "; ".join(wrong_types + found))
+        raise SchemaError(f"{where}: " + "; ".join(
+            wrong_types + [describe_problem(*p) for p in problems]))
     if problems:
         raise ValidationError.of(problems, where)
     extra = [c for c in data.column_names if c not in out]
