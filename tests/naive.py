@@ -172,8 +172,14 @@ def build_features_numpy(cfg, ii, oo):
     active_bytes = cfg[:, _C["active_b"]] * 1e9 * cfg[:, _C["bytes_per_weight"]]
     decode_rate = nd * cfg[:, _C["mem_bw_tbs"]] * 1e12 / active_bytes
     compute_rate = nd * cfg[:, _C["tflops"]] * 1e12 / (2.0 * cfg[:, _C["active_b"]] * 1e9)
+    link = cfg[:, _C["tp_link_gbs"]]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        comm_rate = link * 1e9 / (4.0 * cfg[:, _C["layers"]] * cfg[:, _C["hidden"]] * 2.0
+                                  * (nd - 1.0) / nd)
+    comm_per_compute = np.where((link > 0) & (nd > 1), compute_rate / comm_rate, 0.0)
     batch1 = oo / (ii / compute_rate + oo / decode_rate)
-    plateau = np.minimum(compute_rate * oo / (ii + oo), batch1 * np.maximum(kv_batch, 1.0))
+    token_rate = 1.0 / (1.0 / compute_rate + comm_per_compute / compute_rate)
+    plateau = np.minimum(token_rate * oo / (ii + oo), batch1 * np.maximum(kv_batch, 1.0))
     knee = np.maximum(plateau / batch1, 1.0)
     cols = [
         ii, oo, np.log1p(ii), np.log1p(oo), np.log1p(ii / oo), ii / (oo + 1.0), ii / (ii + 1.0),
@@ -181,6 +187,7 @@ def build_features_numpy(cfg, ii, oo):
         np.log(weight_gb / nd), np.log(kv_free_gb), np.log(kv_batch), np.log(decode_rate),
         np.log(compute_rate), np.log(batch1), np.log(plateau), np.log(knee),
         np.log(nd * cfg[:, _C["tflops"]]), np.log(nd * cfg[:, _C["mem_bw_tbs"]]),
+        np.log1p(comm_per_compute),
     ]
     return np.stack(cols, axis=1)
 

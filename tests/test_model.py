@@ -148,6 +148,48 @@ def test_vendors_follow_the_software_stack():
     assert vendor["SN40L"] == "sambanova"
 
 
+def test_interconnect_sets_the_all_reduce_link_and_its_cost():
+    from ala_fast.catalog import (FALLBACK_INTERCONNECT, HARDWARE, INTERCONNECTS,
+                                  interconnect_of)
+
+    # every device has its interconnect but SN40L (no published figure: the fallback)
+    assert {h.name for h in HARDWARE} - set(INTERCONNECTS) == {"SN40L"}
+    assert set(INTERCONNECTS) <= {h.name for h in HARDWARE}
+    for name, link in INTERCONNECTS.items():
+        assert link.fast_gbs >= link.slow_gbs > 0 and link.fast_group >= 1, name
+    assert interconnect_of(resolve_hardware("SN40L")) == FALLBACK_INTERCONNECT
+    assert interconnect_of(None) == FALLBACK_INTERCONNECT
+
+    link = features.CONFIG_FIELDS.index("tp_link_gbs")
+
+    def tp_link(hw, nd, fw="trt-llm"):
+        return features.config_vector(hw, nd, fw, "llama-2-70b")[link]
+
+    # H100 NVL: NVLink bridges join pairs, PCIe 5 joins the pairs
+    assert (tp_link("H100 NVL", 2), tp_link("H100 NVL", 4), tp_link("H100 NVL", 8)) == (300, 64, 64)
+    assert tp_link("H100", 8) == 450 and tp_link("L40S", 2) == tp_link("L40S", 8) == 32
+    assert tp_link("Acme-NPU", 4) == FALLBACK_INTERCONNECT.fast_gbs
+    # no all-reduce: one device, or llama.cpp's split by layers
+    assert tp_link("H100", 1) == 0 and tp_link("H100", 4, "llama.cpp") == 0
+
+    f = {n: i for i, n in enumerate(features.FEATURE_NAMES)}
+    cfg = np.array([features.config_vector(h, n, fw, "llama-2-70b") for h, n, fw in (
+        ("H100", 1, "vllm"), ("H100", 8, "vllm"), ("H100 NVL", 8, "vllm"),
+        ("H100 NVL", 8, "llama.cpp"))])
+    x = features.build_features(cfg, np.full(4, 512.0), np.full(4, 256.0))
+    share = x[:, f["log_comm_share"]]
+    assert share[0] == share[3] == 0 and 0 < share[1] < share[2]
+    # by hand for H100 NVL x8 on Llama 2 70B: 2 all-reduces per layer of 8192 fp16 values per
+    # token, 7/8 of each through a 64 GB/s link
+    hw = resolve_hardware("H100 NVL")
+    compute = 8 * hw.fp16_tflops * 1e12 / (2 * 69.0e9)
+    comm = 64e9 / (2 * 80 * 2 * 7 / 8 * 8192 * 2)
+    assert np.isclose(share[2], np.log1p(compute / comm), rtol=1e-12)
+    plateau = np.exp(x[2, f["log_roof_plateau"]])
+    kv_cap = np.exp(x[2, f["log_roof_batch1"]] + x[2, f["log_kv_batch_limit"]])
+    assert np.isclose(plateau, min(1 / (1 / compute + 1 / comm) * 256 / 768, kv_cap), rtol=1e-12)
+
+
 def test_every_shared_name_resolves(argonne, trtllm):
     for t in (argonne, trtllm):
         for h in set(t.column("hardware").to_pylist()):

@@ -101,6 +101,75 @@ HARDWARE: tuple[Hardware, ...] = (
 #: adding entries does not move the predictions for unknown names
 FALLBACK_HARDWARE = Hardware("unknown", 795.5, 1189.0, 3.24, 95.0)
 
+@dataclass(frozen=True)
+class Interconnect:
+    """How a device's peers exchange the tensor-parallel all-reduce, per device and per
+    direction (data-sheet figures; a bidirectional total is halved): ``fast_gbs`` GB/s among up
+    to ``fast_group`` devices (NVLink, Infinity Fabric, on-chip RoCE, Xe Link, ICI, a bridge),
+    and ``slow_gbs`` beyond it (the host PCIe link, or the scale-out NIC for devices whose
+    fast group fills a server). A PCIe-only card has fast_gbs == slow_gbs."""
+
+    fast_gbs: float
+    fast_group: int
+    slow_gbs: float
+
+    def bandwidth_gbs(self, num_devices: int) -> float:
+        """Per-device bandwidth of an all-reduce over ``num_devices`` devices (the slowest
+        hop of the ring)."""
+        return self.fast_gbs if num_devices <= self.fast_group else self.slow_gbs
+
+
+_PCIE3, _PCIE4, _PCIE5 = 16.0, 32.0, 64.0  # x16 links, GB/s per direction
+#: interconnect per catalog device name; a device not listed (and one the catalog does not
+#: know) is taken to have FALLBACK_INTERCONNECT
+INTERCONNECTS: dict[str, Interconnect] = {
+    # NVIDIA: NVLink through NVSwitch in HGX / DGX servers (8), NVL72 racks (72), bridges (2-4)
+    "A100": Interconnect(300, 8, 25), "A100-40GB": Interconnect(300, 8, 25),
+    "A800": Interconnect(200, 8, 25), "V100": Interconnect(150, 8, 12.5),
+    "H100-SXM": Interconnect(450, 8, 50), "H800": Interconnect(200, 8, 50),
+    "H20": Interconnect(450, 8, 50), "H200": Interconnect(450, 8, 50),
+    "H100-PCIe": Interconnect(300, 2, _PCIE5), "H100-NVL": Interconnect(300, 2, _PCIE5),
+    "H200-NVL": Interconnect(450, 4, _PCIE5),
+    # Grace Hopper systems join superchips by NVLink (NVL2, NVLink Switch) or by InfiniBand
+    "GH200": Interconnect(450, 256, 50), "GH200-144GB": Interconnect(450, 256, 50),
+    "B100": Interconnect(900, 8, 50), "B200": Interconnect(900, 8, 50),
+    "B300": Interconnect(900, 8, 100), "GB200": Interconnect(900, 72, 50),
+    "GB300": Interconnect(900, 72, 100),
+    "A30": Interconnect(100, 2, _PCIE4), "A40": Interconnect(56, 2, _PCIE4),
+    "RTX-A6000": Interconnect(56, 2, _PCIE4), "RTX-3090": Interconnect(56, 2, _PCIE4),
+    "A10G": Interconnect(_PCIE4, 1, _PCIE4), "L4": Interconnect(_PCIE4, 1, _PCIE4),
+    "L40": Interconnect(_PCIE4, 1, _PCIE4), "L40S": Interconnect(_PCIE4, 1, _PCIE4),
+    "L20": Interconnect(_PCIE4, 1, _PCIE4), "RTX-6000-Ada": Interconnect(_PCIE4, 1, _PCIE4),
+    "RTX-4090": Interconnect(_PCIE4, 1, _PCIE4), "RTX-5090": Interconnect(_PCIE5, 1, _PCIE5),
+    "T4": Interconnect(_PCIE3, 1, _PCIE3),
+    # AMD: Infinity Fabric links (MI250: per graphics die, in-package and across packages)
+    "MI100": Interconnect(138, 4, _PCIE4), "MI210": Interconnect(150, 4, _PCIE4),
+    "MI250": Interconnect(100, 8, 25), "MI300X": Interconnect(448, 8, 50),
+    "MI300A": Interconnect(192, 4, 25), "MI325X": Interconnect(448, 8, 50),
+    "MI350X": Interconnect(538, 8, 50), "MI355X": Interconnect(538, 8, 50),
+    # Habana: 21 of the 24 on-chip RoCE ports join the 8 devices of a server; 3 scale out
+    "Gaudi2": Interconnect(262, 8, 37.5), "Gaudi3": Interconnect(525, 8, 75),
+    # Intel Data Center GPU Max: Xe Link among the GPUs of a node
+    "Max1550": Interconnect(150, 8, 25),
+    # Google ICI within a pod slice, AWS NeuronLink within an instance
+    "TPU-v4": Interconnect(150, 4096, 25), "TPU-v5e": Interconnect(100, 256, 25),
+    "TPU-v5p": Interconnect(300, 8960, 25), "TPU-v6e": Interconnect(224, 256, 25),
+    "Inferentia2": Interconnect(96, 12, 12.5), "Trainium2": Interconnect(512, 16, 25),
+}
+#: a device without a listed interconnect (SN40L, whose peer links have no published figure,
+#: and names the catalog does not know): a server of NVLink-class devices
+FALLBACK_INTERCONNECT = Interconnect(300, 8, 50)
+
+#: frameworks that split a model across devices by layers (pipeline) by default, so that no
+#: all-reduce runs between devices (llama.cpp's --split-mode layer)
+LAYER_SPLIT_FRAMEWORKS: frozenset[str] = frozenset({"llama.cpp"})
+
+
+def interconnect_of(hardware: Hardware | None) -> Interconnect:
+    if hardware is None:
+        return FALLBACK_INTERCONNECT
+    return INTERCONNECTS.get(hardware.name, FALLBACK_INTERCONNECT)
+
 MODELS: tuple[Model, ...] = (
     Model("llama-7b", 6.74, 6.74, 32, 4096, 32, 32, 128, ("huggyllama/llama-7b", "LLaMA 7B")),
     Model("llama-2-7b", 6.74, 6.74, 32, 4096, 32, 32, 128, ("meta-llama/Llama-2-7b-hf", "LLaMA v2 7B", "Llama 2 7B", "llama2-7b")),

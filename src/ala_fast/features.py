@@ -24,8 +24,8 @@ from functools import lru_cache
 import numpy as np
 
 from .catalog import (
-    FALLBACK_HARDWARE, FRAMEWORKS, NO_INFERRED_DEVICES, PRECISION_BYTES, VENDORS,
-    InferredDevices, model_from_name, model_size_known, normalise_framework, normalise_precision,
+    FALLBACK_HARDWARE, FRAMEWORKS, LAYER_SPLIT_FRAMEWORKS, NO_INFERRED_DEVICES, PRECISION_BYTES,
+    VENDORS, InferredDevices, interconnect_of, model_from_name, model_size_known, normalise_framework, normalise_precision,
     resolve_hardware, resolve_model,
 )
 from ._kernels.features import CONFIG_HEAD
@@ -48,7 +48,7 @@ SHAPE_FEATURES: tuple[str, ...] = (
 ROOFLINE_FEATURES: tuple[str, ...] = (
     "log_weight_gb_per_device", "log_kv_free_gb", "log_kv_batch_limit", "log_decode_rate",
     "log_compute_rate", "log_roof_batch1", "log_roof_plateau", "log_roof_knee",
-    "log_total_tflops", "log_total_bw",
+    "log_total_tflops", "log_total_bw", "log_comm_share",
 )
 FEATURE_NAMES: tuple[str, ...] = SHAPE_FEATURES + CONFIG_FIELDS + ROOFLINE_FEATURES
 N_CONFIG = len(CONFIG_FIELDS)
@@ -84,10 +84,12 @@ def _config_vector_cached(hardware: str, num_devices: int, framework: str, model
     onehot.append(0.0 if fw in FRAMEWORKS else 1.0)
     kv_bytes = 1.0 if bpw <= 1.0 else KV_BYTES
     vendor = hw.vendor if hw is not None else "unknown"
+    tp_link = (0.0 if num_devices <= 1 or fw in LAYER_SPLIT_FRAMEWORKS
+               else interconnect_of(hw).bandwidth_gbs(num_devices))
     onehot.extend(1.0 if vendor == v else 0.0 for v in VENDORS)
     return (
         float(num_devices), float(tflops), float(bw), float(mem), float(params), float(active),
-        float(bpw), float(layers), float(hidden), float(kvh * hdim), kv_bytes,
+        float(bpw), float(layers), float(hidden), float(kvh * hdim), kv_bytes, float(tp_link),
         1.0 if hw is not None else 0.0, 1.0 if known_model else 0.0,
         1.0 if batch_kind == "concurrency" else 0.0, *onehot,
     )

@@ -9,8 +9,18 @@ For a configuration vector (layout ``features.CONFIG_FIELDS``) and a request sha
   MEM_USABLE of all devices minus the weights, at least 5% of the weights); the batch that
   fills it at ii+oo tokens per sequence; the bandwidth-bound decode rate of one stream; the
   compute-bound token rate; the batch-1 throughput (prefill compute-bound, decode
-  bandwidth-bound); the plateau (all tokens compute-bound, capped by the KV batch); the knee
-  (plateau / batch-1, >= 1); total TFLOP/s and TB/s; all as natural logs.
+  bandwidth-bound); the plateau (every token pays its compute and its share of the
+  tensor-parallel all-reduce, capped by the KV batch); the knee (plateau / batch-1, >= 1);
+  total TFLOP/s and TB/s; all as natural logs; and the all-reduce's cost relative to compute,
+  log(1 + compute_rate / comm_rate) (0 without an all-reduce).
+
+The all-reduce: tensor parallelism sums two activation vectors of ``hidden`` fp16 values per
+layer and token (after attention and after the MLP), and a ring all-reduce over n devices
+moves 2 (n - 1) / n of each through every device's link, so the link alone allows
+``comm_rate = link / (4 layers hidden 2 bytes (n - 1) / n)`` tokens/s. ``tp_link_gbs`` is that
+link's bandwidth (``catalog.Interconnect``), 0 where no all-reduce runs (one device, or a
+framework that splits the model by layers). Prefill and decode tokens both pay it, as they
+pay compute, and tensor-parallel serving does not overlap it with compute.
 """
 
 from __future__ import annotations
@@ -25,13 +35,14 @@ from .options import jit
 # length is read from the input.
 CONFIG_HEAD: tuple[str, ...] = (
     "num_devices", "tflops", "mem_bw_tbs", "mem_gb", "params_b", "active_b", "bytes_per_weight",
-    "layers", "hidden", "kv_dim", "kv_bytes",
+    "layers", "hidden", "kv_dim", "kv_bytes", "tp_link_gbs",
 )
 MEM_USABLE = 0.9  # share of device memory a serving framework gets to use
 N_SHAPE = 7  # shape features before the configuration vector
-N_ROOFLINE = 10  # roofline features after it
+N_ROOFLINE = 11  # roofline features after it
+ACT_BYTES = 2.0  # an activation value in the all-reduce (fp16 / bf16)
 
-_ND, _TF, _BW, _MEM, _P, _ACT, _BPW, _LAY, _HID, _KVD, _KVB = range(len(CONFIG_HEAD))
+_ND, _TF, _BW, _MEM, _P, _ACT, _BPW, _LAY, _HID, _KVD, _KVB, _LINK = range(len(CONFIG_HEAD))
 
 
 @jit
@@ -56,8 +67,14 @@ def features_row(cfg, ii, oo, out):
     active_bytes = cfg[_ACT] * 1e9 * cfg[_BPW]
     decode_rate = nd * cfg[_BW] * 1e12 / active_bytes
     compute_rate = nd * cfg[_TF] * 1e12 / (2.0 * cfg[_ACT] * 1e9)
+    # all-reduce cost per token relative to compute: compute_rate / comm_rate
+    comm_per_compute = 0.0
+    if cfg[_LINK] > 0.0 and nd > 1.0:
+        comm_rate = cfg[_LINK] * 1e9 / (4.0 * cfg[_LAY] * cfg[_HID] * ACT_BYTES * (nd - 1.0) / nd)
+        comm_per_compute = compute_rate / comm_rate
     batch1 = oo / (ii / compute_rate + oo / decode_rate)
-    plateau = min(compute_rate * oo / (ii + oo), batch1 * max(kv_batch, 1.0))
+    token_rate = compute_rate / (1.0 + comm_per_compute)
+    plateau = min(token_rate * oo / (ii + oo), batch1 * max(kv_batch, 1.0))
     knee = max(plateau / batch1, 1.0)
     k = N_SHAPE + nc
     out[k] = np.log(weight_gb / nd)
@@ -70,6 +87,7 @@ def features_row(cfg, ii, oo, out):
     out[k + 7] = np.log(knee)
     out[k + 8] = np.log(nd * cfg[_TF])
     out[k + 9] = np.log(nd * cfg[_BW])
+    out[k + 10] = np.log1p(comm_per_compute)
 
 
 @jit
