@@ -4,10 +4,11 @@ A curve (configuration + ii + oo) is described by
 
 - the published seven request-shape features of ARISE,
 - configuration descriptors from the catalog (device compute, bandwidth, memory, device count,
-  model size, bytes per weight, framework one-hot, whether the names were recognised),
+  the bandwidth of the link the tensor-parallel all-reduce crosses, model size, bytes per
+  weight, framework one-hot, whether the names were recognised),
 - roofline quantities derived from them (weight bytes per device, memory left for the KV cache,
-  the batch that fills it, a bandwidth-bound decode rate, a compute-bound token rate and the
-  batch-1 and plateau throughputs they imply).
+  the batch that fills it, a bandwidth-bound decode rate, a compute-bound token rate, the
+  all-reduce's cost relative to compute and the batch-1 and plateau throughputs they imply).
 
 The roofline numbers also scale the learned targets (:mod:`ala_fast.targets`), which is what
 lets trees trained on some hardware say something about hardware they never saw.
@@ -25,8 +26,8 @@ import numpy as np
 
 from .catalog import (
     FALLBACK_HARDWARE, FRAMEWORKS, LAYER_SPLIT_FRAMEWORKS, NO_INFERRED_DEVICES, PRECISION_BYTES,
-    VENDORS, InferredDevices, interconnect_of, model_from_name, model_size_known, normalise_framework, normalise_precision,
-    resolve_hardware, resolve_model,
+    VENDORS, InferredDevices, interconnect_of, model_from_name, model_size_known,
+    normalise_framework, normalise_precision, resolve_hardware, resolve_model,
 )
 from ._kernels.features import CONFIG_HEAD
 
