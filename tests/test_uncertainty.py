@@ -314,6 +314,35 @@ def test_novelty_levels():
         == "unseen_configuration"
 
 
+def test_vendor_devices_counts_the_reference_devices_of_the_query_vendor():
+    """The vendor_devices similarity feature: distinct reference devices of the query
+    hardware's vendor (spellings of one device count once; no vendor known counts 0)."""
+    from ala_fast.catalog import Hardware, InferredDevices, config_key, name_key
+    from ala_fast.uncertainty import SIM_FEATURES, config_counts, config_novelty
+
+    known = config_counts([config_key(*c) for c in [
+        ("H100", 1, "vllm", "llama-2-7b", "fp16"), ("H100 80GB HBM3", 2, "vllm", "llama-2-7b", "fp16"),
+        ("A100", 1, "vllm", "llama-2-7b", "fp16"), ("MI300X", 1, "vllm", "llama-2-7b", "fp16"),
+        ("some-new-asic", 1, "vllm", "llama-2-7b", "fp16")]])
+
+    def vendor_devices(hardware):
+        return config_novelty(config_key(hardware, 1, "vllm", "llama-2-7b", "fp16"), known)[
+            SIM_FEATURES.index("vendor_devices") - SIM_FEATURES.index("anchor_level")]
+
+    assert vendor_devices("H200") == 2 and vendor_devices("Nvidia H100 GPU") == 2
+    assert vendor_devices("MI250") == 1
+    assert vendor_devices("Intel Max 1550") == 0 and vendor_devices("Gaudi2") == 0
+    assert vendor_devices("another-asic") == 0  # no vendor known: nothing to count
+    assert vendor_devices("ACME NVIDIA Foo 48GB") == 0  # not described: as the features say
+    # a device described from its measurements carries its vendor hint
+    acme = Hardware("acme-x", 100.0, 100.0, 1.0, 64.0, vendor_hint="intel")
+    inferred = InferredDevices(((name_key("acme-x"), acme),))
+    with_intel = config_counts([config_key("acme-x", 1, "vllm", "llama-2-7b", "fp16")], inferred)
+    assert with_intel.vendor_devices == {"intel": 1}
+    assert config_novelty(config_key("Intel Max 1550", 1, "vllm", "llama-2-7b", "fp16"),
+                          with_intel)[2] == 1
+
+
 def test_an_unseen_framework_gets_the_unseen_hardware_interval(predictor):
     """The predictor was trained on TensorRT-LLM runs only: vLLM on its H100 is an unseen
     software stack and gets the unseen-hardware level, error output and interval, wider than
@@ -470,6 +499,7 @@ def test_similarity_features_match_brute_force():
     np.testing.assert_allclose(sim[:, 1], d.mean(axis=1), atol=1e-12)
     np.testing.assert_allclose(sim[:, 2], dc[:, 0], atol=1e-12)
     assert sim[0, 0] == 0.0 and (sim[:, 3] == 3).all() and (sim[:, 4] == 3).all()
+    assert (sim[:, 5] == 1).all()  # one NVIDIA device in the reference
 
 
 def test_predictor_benchmark_next_picks_far_curves_and_helps():

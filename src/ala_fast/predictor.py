@@ -40,6 +40,7 @@ from .uncertainty import (
 
 SIM_LEVEL = SIM_FEATURES.index("anchor_level")
 SIM_SIBLINGS = SIM_FEATURES.index("n_siblings")
+SIM_VENDOR = SIM_FEATURES.index("vendor_devices")
 #: novelty levels of bundles trained before the peer-benchmarked level, in code order
 THREE_LEVELS = ("unseen_hardware", "unseen_configuration", "known_configuration")
 
@@ -130,6 +131,7 @@ class _ConfigPlan(NamedTuple):
     lending: Lending | None  # unseen hardware: where it borrows its efficiency (transfer.py)
     level: float  # novelty level, as the bundle codes it
     siblings: float  # benchmarked curves of the configuration
+    vendor_devices: float  # reference devices of its hardware's vendor
 
 
 class _CurveState:
@@ -439,9 +441,9 @@ class Predictor:
         lent = None
         if self._devices and hardware_id(config[0]) not in self._device_ids:
             lent = lending(config, self._devices, self._anchors.benchmarked_config, self._inferred)
-        level, siblings = config_novelty(identity[0], self._known_configs)
+        level, siblings, vendor_devices = config_novelty(identity[0], self._known_configs)
         plan = _ConfigPlan(identity, config_vector(*config, inferred=self._inferred), lent,
-                           float(self._level_code[level]), float(siblings))
+                           float(self._level_code[level]), float(siblings), float(vendor_devices))
         if len(self._plan_cache) >= STATE_CACHE_SIZE:
             self._plan_cache.clear()
         self._plan_cache[config] = plan
@@ -493,6 +495,7 @@ class Predictor:
         neighbour_distances(self._scaler.transform(x), self._reference, sim)
         sim[:, SIM_LEVEL] = [p.level for p in row_plans]
         sim[:, SIM_SIBLINGS] = [p.siblings for p in row_plans]
+        sim[:, SIM_VENDOR] = [p.vendor_devices for p in row_plans]
         conf = np.where(fitted, 1.0, confidence(sim[:, 0], self._distance_scale))
         return _CurveBlock(a, b, c, fitted, env, lo_b, hi_b, err_x, conf, cont)
 

@@ -30,7 +30,7 @@ hold-out samples; 1 for a benchmarked curve, falling toward 0 far from everythin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -38,7 +38,12 @@ import pyarrow as pa
 from .catalog import NO_INFERRED_DEVICES, InferredDevices, resolve_hardware
 from .features import FEATURE_NAMES
 
-SIM_FEATURES = ("nn_dist", "nn5_dist", "nn_cos_dist", "anchor_level", "n_siblings")
+#: similarity of a query to the reference curves: distances to the nearest ones, the novelty
+#: level of its configuration, the configuration's benchmarked curves and the reference devices
+#: of its hardware's vendor (0 for a vendor never benchmarked: another software ecosystem, whose
+#: errors no device of another vendor reveals; see ``vendor_devices``)
+SIM_FEATURES = ("nn_dist", "nn5_dist", "nn_cos_dist", "anchor_level", "n_siblings",
+                "vendor_devices")
 ERROR_FEATURE_NAMES = FEATURE_NAMES + SIM_FEATURES + ("log_batch",)
 K_NEIGHBOURS = 5
 SIGMA_FLOOR = 0.01  # 1% : no prediction is claimed to be better than this
@@ -77,14 +82,23 @@ def similarity_features(query_vectors: np.ndarray, reference, query_configs: lis
         hit = seen.get(c)
         if hit is None:
             hit = seen[c] = config_novelty(c, known)
-        out[i, 3:] = hit  # anchor_level, n_siblings
+        out[i, 3:] = hit  # anchor_level, n_siblings, vendor_devices
     return out
 
 
-def config_novelty(config: tuple, known: "KnownConfigs") -> tuple[int, int]:
-    """(novelty level, benchmarked curves) of a configuration key: the similarity features
-    that depend on the configuration alone."""
-    return novelty_level(config, known), known.counts.get(config, 0)
+def config_novelty(config: tuple, known: "KnownConfigs") -> tuple[int, int, int]:
+    """(novelty level, benchmarked curves, reference devices of the vendor) of a configuration
+    key: the similarity features that depend on the configuration alone."""
+    return (novelty_level(config, known), known.counts.get(config, 0),
+            known.vendor_devices.get(device_vendor(config[0], known.inferred), 0))
+
+
+def device_vendor(hardware: str, inferred: InferredDevices = NO_INFERRED_DEVICES) -> str:
+    """Vendor of a device (a name or ``hardware_id``) as its descriptor states it (the
+    catalog's, or the one ``inferred`` from its measurements, whose hint is a vendor word of
+    its name); "other" for a device neither describes (no vendor known)."""
+    hw = inferred.resolve(hardware)
+    return hw.vendor if hw is not None else "other"
 
 
 def neighbour_distances(query_vectors: np.ndarray, reference, out: np.ndarray) -> None:
@@ -114,6 +128,9 @@ class KnownConfigs:
     hardware: frozenset[str]  # hardware ids
     peer_configs: frozenset[tuple]  # (vendor, configuration key without the hardware)
     frameworks: frozenset[str] = frozenset()  # normalised framework names
+    #: vendor -> distinct reference devices of it ("other", no vendor known, is left out)
+    vendor_devices: dict[str, int] = field(default_factory=dict)
+    inferred: InferredDevices = NO_INFERRED_DEVICES  # describes the reference's unknown devices
 
 
 def config_counts(configs: list[tuple],
@@ -128,8 +145,14 @@ def config_counts(configs: list[tuple],
         hw = inferred.resolve(c[0])
         if hw is not None:
             peers.add((hw.vendor, c[1:]))
-    return KnownConfigs(counts, frozenset(c[0] for c in counts), frozenset(peers),
-                        frozenset(c[2] for c in counts))
+    hardware = frozenset(c[0] for c in counts)
+    vendors: dict[str, int] = {}
+    for h in hardware:
+        v = device_vendor(h, inferred)
+        if v != "other":
+            vendors[v] = vendors.get(v, 0) + 1
+    return KnownConfigs(counts, hardware, frozenset(peers), frozenset(c[2] for c in counts),
+                        vendors, inferred)
 
 
 def novelty_level(config: tuple, known: KnownConfigs) -> int:
