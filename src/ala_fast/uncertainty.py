@@ -140,15 +140,12 @@ def config_counts(configs: list[tuple],
     counts: dict[tuple, int] = {}
     for c in configs:
         counts[c] = counts.get(c, 0) + 1
-    peers = set()
-    for c in counts:
-        hw = inferred.resolve(c[0])
-        if hw is not None:
-            peers.add((hw.vendor, c[1:]))
     hardware = frozenset(c[0] for c in counts)
+    # one lookup per device; an undescribed one has no vendor: no peers, not counted
+    vendor = {h: hw.vendor for h in hardware if (hw := inferred.resolve(h)) is not None}
+    peers = {(vendor[c[0]], c[1:]) for c in counts if c[0] in vendor}
     vendors: dict[str, int] = {}
-    for h in hardware:
-        v = device_vendor(h, inferred)
+    for v in vendor.values():
         if v != "other":
             vendors[v] = vendors.get(v, 0) + 1
     return KnownConfigs(counts, hardware, frozenset(peers), frozenset(c[2] for c in counts),
