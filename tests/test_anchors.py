@@ -14,7 +14,8 @@ from ala_fast.augment import BoostingParams
 from ala_fast.catalog import config_identity
 from ala_fast.curves import evaluate as eval_curve, fit_curves
 from ala_fast.learner import (
-    CONFIG_PRIOR, HARDWARE_PRIOR, SHORT_RIDGE, SIBLING_PRIOR, STACK_PRIOR, Anchors, StackProfile,
+    CONFIG_PRIOR, HARDWARE_PRIOR, SHORT_RIDGE, SIBLING_PRIOR, STACK_DEVICE_CLOSENESS, STACK_PRIOR,
+    Anchors, StackProfile,
     anchor_only, curve_identities, curve_set, fit_learned, identification_weights,
     short_curve_residuals, trainable,
 )
@@ -255,8 +256,14 @@ def test_bundle_records_the_stack_effect_and_older_bundles_keep_theirs(h100_l40s
     from ala_fast.predictor import Predictor
 
     predictor = h100_l40s_predictor
-    assert predictor.manifest["anchoring"] == {"stack_prior": STACK_PRIOR}
+    assert predictor.manifest["anchoring"] == {"stack_prior": STACK_PRIOR,
+                                               "stack_device_closeness": STACK_DEVICE_CLOSENESS}
     assert predictor._anchors.stack_prior == STACK_PRIOR and predictor._anchors.by_stack
+    assert predictor._anchors.device_closeness is STACK_DEVICE_CLOSENESS
+    # a bundle from before the device-count closeness pools every device count alike
+    pooled = Predictor({**predictor.manifest, "anchoring": {"stack_prior": STACK_PRIOR}},
+                       dict(predictor._files))
+    assert pooled._anchors.stack_prior == STACK_PRIOR and not pooled._anchors.device_closeness
     manifest = {k: v for k, v in predictor.manifest.items() if k != "anchoring"}
     older = Predictor(manifest, dict(predictor._files))
     assert older._anchors.stack_prior is None and not older._anchors.by_stack
@@ -384,6 +391,40 @@ def test_a_stack_shape_effect_reaches_configurations_that_missed_the_shape():
     # deviations are taken relative to the stack, so the dip is not counted twice
     own = config_identity("MI300X", 1, "vllm", "llama-2-7b", "fp16", "static")
     assert abs(anchors.correction(own, q, q)[0] - (0.3 - 1.0)) < 0.2
+
+
+def test_stack_effect_weighs_configurations_by_closeness_in_device_count():
+    # one stack, six models measured at two shapes: on 1 device three of them dip at 128
+    # tokens, on 2 and 4 devices three rise there; a seventh model asks for the stack's effect
+    runs = (("llama-2-7b", 1, -0.8), ("llama-3-8b", 1, -0.8), ("gpt-j-6b", 1, -0.8),
+            ("mistral-7b", 2, 0.6), ("llama-2-70b", 2, 0.6), ("qwen2-7b", 4, 0.6))
+    ids, shapes, resid, devices = [], [], [], []
+    for model, n, dip in runs:
+        for s in (128.0, 512.0):
+            ids.append(config_identity("Max1550", n, "vllm", model, "fp16", "static"))
+            shapes.append(s)
+            resid.append([dip if s == 128.0 else 0.0, 0.0, 0.0])
+            devices.append(n)
+    log_s, resid = np.log(np.array(shapes)), np.array(resid)
+    levels = np.repeat(resid.reshape(len(runs), 2, 3).sum(axis=1) / (2 + CONFIG_PRIOR), 2,
+                       axis=0)
+    hardware = resid.sum(axis=0) / (resid.shape[0] + HARDWARE_PRIOR)
+    q = np.log(128.0)
+    closer = Anchors(ids, log_s, log_s, resid, device_closeness=True)
+    pooled = Anchors(ids, log_s, log_s, resid, device_closeness=False)
+    for n in (1, 2, 4, 8):
+        query = config_identity("Max1550", n, "vllm", "falcon-7b", "fp16", "static")
+        closeness = np.exp(-np.abs(np.log(devices) - np.log(n)))
+        np.testing.assert_allclose(closer.correction(query, q, q), hardware + naive.stack_effect(
+            log_s, log_s, resid - levels, closeness, STACK_PRIOR, q, q), rtol=1e-12)
+        np.testing.assert_allclose(pooled.correction(query, q, q), hardware + naive.stack_effect(
+            log_s, log_s, resid - levels, np.ones(len(ids)), STACK_PRIOR, q, q), rtol=1e-12)
+    # pooled, the dips and the rises cancel to no effect at all; weighed by device count, a
+    # 1-device query follows the 1-device configurations and a 4-device query the others
+    for n, sign in ((1, -1.0), (4, 1.0)):
+        query = config_identity("Max1550", n, "vllm", "falcon-7b", "fp16", "static")
+        assert pooled.correction(query, q, q)[0] == pytest.approx(hardware[0], abs=1e-12)
+        assert sign * (closer.correction(query, q, q)[0] - hardware[0]) > 0.3
 
 
 def test_one_badly_identified_curve_does_not_move_its_stack():

@@ -146,6 +146,9 @@ HARDWARE_PRIOR = 2.0  # pseudo-count shrinking the hardware-level correction
 #: pseudo-weight of "no shape effect" against the software stack's other configurations (that
 #: of one curve measured at exactly the query's request shape)
 STACK_PRIOR = 1.0
+#: weigh a stack's other configurations by closeness in log device count too (False: bundles
+#: from before it, which pooled every device count of a stack alike)
+STACK_DEVICE_CLOSENESS = True
 #: ridge weight per target when a short curve (1-2 batch sizes) is turned into a residual: the
 #: points decide the directions they constrain, the prior keeps the others at the pooled value
 SHORT_RIDGE = 0.1
@@ -203,7 +206,8 @@ class Anchors:
     def __init__(self, identities: list[tuple[tuple, str]], log_ii: np.ndarray,
                  log_oo: np.ndarray, residuals: np.ndarray,
                  weights: np.ndarray | None = None,
-                 stack_prior: float | None = STACK_PRIOR) -> None:
+                 stack_prior: float | None = STACK_PRIOR,
+                 device_closeness: bool = STACK_DEVICE_CLOSENESS) -> None:
         residuals = np.asarray(residuals, np.float64).reshape(len(identities), 3)
         weights = (np.ones(len(identities)) if weights is None
                    else np.asarray(weights, np.float64).reshape(len(identities)))
@@ -214,6 +218,7 @@ class Anchors:
         self.by_hardware_spelling = self._hardware([(k[0], s) for k, s in identities], residuals,
                                                    weights)
         self.stack_prior = stack_prior  # None: no stack effect (bundles from before it)
+        self.device_closeness = device_closeness
         self._config_code = {k: c for c, k in enumerate(self.by_config)}
         self.by_stack = ({} if stack_prior is None else
                          self._stacks([k for k, _ in identities], log_ii, log_oo, residuals,
@@ -238,10 +243,11 @@ class Anchors:
         for key in self.by_config:
             m = cfg == codes[key]
             dev[m] = residuals[m] - _level(residuals[m], weights[m])
+        log_dev = np.log(np.array([float(k[1]) for k in keys]))
         groups: dict = {}
         for i, key in enumerate(keys):
             groups.setdefault(_stack_key(key), []).append(i)
-        return {g: (log_ii[idx], log_oo[idx], dev[idx], weights[idx], cfg[idx])
+        return {g: (log_ii[idx], log_oo[idx], dev[idx], weights[idx], cfg[idx], log_dev[idx])
                 for g, idx in ((g, np.array(v)) for g, v in groups.items())}
 
     def stack(self, key: tuple) -> "StackProfile | None":
@@ -250,11 +256,16 @@ class Anchors:
         found = self.by_stack.get(_stack_key(key))
         if found is None:
             return None
-        log_i, log_o, dev, weight, cfg = found
+        log_i, log_o, dev, weight, cfg, log_dev = found
         other = cfg != self._config_code.get(key, -1)
         if not other.any():
             return None
-        return StackProfile.of(log_i[other], log_o[other], dev[other], weight[other],
+        weight = weight[other]
+        if self.device_closeness:
+            # configurations split over as many devices share more of the stack's behaviour
+            # (the same parallel layout): closeness in log device count, like that in shape
+            weight = weight * np.exp(-np.abs(log_dev[other] - np.log(float(key[1]))))
+        return StackProfile.of(log_i[other], log_o[other], dev[other], weight,
                                self.stack_prior)
 
     @staticmethod

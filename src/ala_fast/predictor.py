@@ -290,10 +290,13 @@ class Predictor:
         # each anchor's weight as training used it (bundles from before the weights: 1)
         weight = (curves.column("anchor_weight").to_numpy()[an]
                   if "anchor_weight" in curves.column_names else None)
-        # the stack shape effect as training used it (bundles from before it: none)
+        # the stack shape effect as training used it (bundles from before it: none; from
+        # before its device-count closeness: every device count alike)
+        anchoring = manifest.get("anchoring", {})
         self._anchors = Anchors([identities[k] for k in an], np.log(ii[an].astype(float)),
                                 np.log(oo[an].astype(float)), resid[an], weight,
-                                stack_prior=manifest.get("anchoring", {}).get("stack_prior"))
+                                stack_prior=anchoring.get("stack_prior"),
+                                device_closeness=anchoring.get("stack_device_closeness", False))
         hardware = curves.column("hardware").to_pylist()
         self._devices = known_devices(hardware[k] for k in an)
         self._device_ids = frozenset(hardware_id(d) for d in self._devices)

@@ -13,7 +13,7 @@ from .continuation import (
     DISTANCE_EDGES, band_quantiles, continuation_prior, continuation_targets, holdout,
 )
 from .learner import (
-    MIN_POINTS_TRAIN, STACK_PRIOR, anchor_only, curve_set, fit_learned, trainable,
+    MIN_POINTS_TRAIN, STACK_DEVICE_CLOSENESS, STACK_PRIOR, anchor_only, curve_set, fit_learned, trainable,
 )
 from .grouping import group_codes, segments
 from .predictor import (
@@ -120,7 +120,8 @@ def train(table: pa.Table, seed: int = 0, loss: str = DEFAULT_LOSS,
             "frameworks": sorted(set(keys["framework"])),
         },
         "inferred_hardware": curves.inferred.to_json(),
-        "anchoring": {"stack_prior": STACK_PRIOR},
+        "anchoring": {"stack_prior": STACK_PRIOR,
+                      "stack_device_closeness": STACK_DEVICE_CLOSENESS},
         "uncertainty": {
             "error_feature_names": list(ERROR_FEATURE_NAMES),
             "scaler_mean": unc.scaler.mean.tolist(),
