@@ -192,6 +192,22 @@ def build_features_numpy(cfg, ii, oo):
     return np.stack(cols, axis=1)
 
 
+def memory_batch_limit_loop(cfg, ii, oo):
+    """Plain-Python reference of ``_kernels.features.memory_batch_limits``: per row, the
+    sequences of ii + oo tokens whose KV cache fits beside the weights (0 if they do not fit)."""
+    from ala_fast._kernels.features import MEM_USABLE
+    from ala_fast.features import _C
+
+    out = []
+    for row, i, o in zip(np.atleast_2d(cfg), ii, oo):
+        c = {name: float(row[k]) for name, k in _C.items()}
+        left_bytes = (c["mem_gb"] * c["num_devices"] * MEM_USABLE
+                      - c["params_b"] * c["bytes_per_weight"]) * 1e9
+        per_sequence = 2.0 * c["layers"] * c["kv_dim"] * c["kv_bytes"] * (i + o)
+        out.append(math.floor(left_bytes / per_sequence) if left_bytes > 0 else 0)
+    return np.array(out, np.int64)
+
+
 # --------------------------------------------------------------------------- tree arrays
 def tree_arrays_loop(onnx_bytes: bytes) -> dict:
     """Reference for onnx_trees.tree_arrays: the ONNX attributes flattened node by node with
