@@ -115,12 +115,21 @@ def test_quantisation_spellings_resolve_to_their_weight_precision():
     cases = {"FP8": "fp8", "bfloat16": "bf16", "W4A16": "int4", "w8a8": "int8",
              "Q4_K_M": "int4", "q8_0": "int8", "q5_K_S": "int5", "IQ4_XS": "int4",
              "int4-awq": "int4", "nf4": "int4", "4bit": "int4", "8-bit": "int8",
-             "fp8-dynamic": "fp8", "FP8_E5M2": "fp8", "MXFP4": "fp4", "gptq": "int4"}
+             "fp8-dynamic": "fp8", "FP8_E5M2": "fp8", "MXFP4": "fp4", "gptq": "int4",
+             "fp64": "fp64", "float64": "fp64", "double": "fp64", "float8": "fp8",
+             "E5M2": "fp8", "F16": "fp16", "F32": "fp32", "tf32": "fp32", "eetq": "int8",
+             "gptq-int4": "int4", "AWQ-int4": "int4", "bnb-4bit": "int4", "bnb-nf4": "int4",
+             "bnb-8bit": "int8"}
     for spelling, canonical in cases.items():
         assert normalise_precision(spelling) == canonical, spelling
         assert canonical in PRECISION_BYTES
-    assert normalise_precision("fp64") == "fp64" and normalise_precision("Weird") == "weird"
+    assert normalise_precision("Weird") == "weird" and normalise_precision("bnb") == "bnb"
     bpw = features.CONFIG_FIELDS.index("bytes_per_weight")
+    kvb = features.CONFIG_FIELDS.index("kv_bytes")
+    for precision, weight, kv in (("fp64", 8.0, 8.0), ("fp32", 4.0, 4.0), ("bf16", 2.0, 2.0),
+                                  ("fp8", 1.0, 1.0)):
+        v = features.config_vector("H100", 1, "vllm", "llama-2-7b", precision)
+        assert (v[bpw], v[kvb]) == (weight, kv), precision
     assert features.config_vector("H100", 1, "llama.cpp", "llama-2-7b", "Q4_K_M")[bpw] == 0.5
     assert features.config_vector("H100", 1, "llama.cpp", "llama-2-7b", "weird")[bpw] == 2.0
 

@@ -272,21 +272,25 @@ _FRAMEWORK_ALIASES = {
 
 #: bytes per weight for each precision name
 PRECISION_BYTES = {
-    "fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "fp8": 1.0, "int8": 1.0, "fp6": 0.75, "int6": 0.75,
+    "fp64": 8.0, "fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "fp8": 1.0, "int8": 1.0, "fp6": 0.75, "int6": 0.75,
     "int5": 0.625, "int4": 0.5, "fp4": 0.5, "int3": 0.375, "int2": 0.25,
 }
 #: spellings of quantisation schemes, tried in order on the alphanumeric lower-case name when
 #: no alias matches: weight bits decide (activations and KV cache are not part of the name)
 _PRECISION_PATTERNS = (
     (re.compile(r"w(\d+)a\d+.*"), "int{}"),  # w4a16, w8a8: weight bits
+    (re.compile(r"(?:gptq|awq|bnb|hqq|marlin)(?:u?int|nf)?(\d+)(?:bits?)?"), "int{}"),  # gptq-int4, bnb-4bit
     (re.compile(r"i?q(\d)(k[sml]?|\d|xxs|xs|s|m|nl)?"), "int{}"),  # GGUF: q4_K_M, q8_0, iq4_xs
     (re.compile(r"(?:u?int|nf)(\d+).*"), "int{}"),  # int4-awq, uint4, nf4
     (re.compile(r"(\d+)bits?"), "int{}"),  # 4bit, 8-bit
     (re.compile(r"(?:mx|nv)?fp(\d+).*"), "fp{}"),  # fp8-dynamic, fp8e5m2, mxfp4, fp6
 )
 _PRECISION_ALIASES = {
-    "mixed": "fp16", "float16": "fp16", "half": "fp16", "bfloat16": "bf16", "float32": "fp32",
-    "e4m3": "fp8", "fp8e4m3": "fp8", "w8a8": "int8", "awq": "int4", "gptq": "int4", "nvfp4": "fp4",
+    "mixed": "fp16", "float16": "fp16", "half": "fp16", "f16": "fp16", "bfloat16": "bf16",
+    "float32": "fp32", "f32": "fp32", "single": "fp32", "tf32": "fp32", "float": "fp32",
+    "float64": "fp64", "f64": "fp64", "double": "fp64",
+    "float8": "fp8", "e4m3": "fp8", "e5m2": "fp8", "fp8e4m3": "fp8", "w8a8": "int8",
+    "eetq": "int8", "awq": "int4", "gptq": "int4", "nvfp4": "fp4",
 }
 
 _DROP_TOKENS = {

@@ -38,6 +38,20 @@ def _print_one(row: dict) -> None:
         print(f"  expected APE {row['expected_ape']:.1f}%   confidence {row['confidence']:.2f}")
 
 
+MAX_NOTES = 20  # unrecognised names printed by `predict` (the rest are counted)
+
+
+def _note_unrecognised(predictor, table) -> None:
+    """One ``note:`` line on stderr per name the catalog does not recognise (at most
+    MAX_NOTES, most rows first within each column)."""
+    names = predictor.unrecognised_names(table)
+    for u in names[:MAX_NOTES]:
+        print(f"note: {u}", file=sys.stderr)
+    if len(names) > MAX_NOTES:
+        print(f"note: ... and {len(names) - MAX_NOTES} more names the catalog does not "
+              "recognise", file=sys.stderr)
+
+
 def _predict_ray(args: argparse.Namespace) -> int:
     import time
 
@@ -74,6 +88,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.input:
         table = _workload_table(Path(args.input))
         out = predictor.predict(table, engine=args.engine)
+        _note_unrecognised(predictor, table)
         if args.out:
             write_table(out, args.out)
             print(f"predicted {out.num_rows} rows -> {args.out}")
@@ -93,6 +108,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         "batch_size": [args.batch_size],
     }
     out = predictor.predict(pa.table(row), engine=args.engine).to_pylist()[0]
+    _note_unrecognised(predictor, pa.table(row))
     if args.json:
         print(json.dumps(out))
     else:

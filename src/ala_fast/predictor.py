@@ -585,6 +585,17 @@ class Predictor:
             pa.array(np.where(cols["fitted"], 0, 1).astype(np.int8)), _BASIS)
         return out.append_column("basis", basis.cast(pa.string()))
 
+    def unrecognised_names(self, data) -> list:
+        """The hardware, model, framework and precision names of a workload table (anything
+        :meth:`predict` accepts) that the catalog does not recognise, each once with its row
+        count and what prediction takes it as (:func:`ala_fast.names.unrecognised_names`;
+        devices this bundle describes from its own benchmarks are listed as such)."""
+        from .names import unrecognised_names
+
+        table = validate(as_table(data, "unrecognised_names"), require_throughput=False,
+                         where="unrecognised_names")
+        return unrecognised_names(table, self._inferred)
+
     # ------------------------------------------------------------------ one workload
     def predict_one(self, hardware: str, num_devices: int, framework: str, model: str,
                     precision: str = "fp16", input_tokens: int = 1, output_tokens: int = 1,
