@@ -17,10 +17,19 @@ def test_predict_one_workload(capsys):
                  "--input-tokens", "512", "--output-tokens", "256", "--batch-size", "32"]) == 0
     out = capsys.readouterr().out
     assert "output tokens/s" in out and "latency" in out
+    assert "the KV cache fits up to batch" in out and "(exceeded)" not in out
+    assert main(["predict", "--hardware", "H100", "--model", "llama-2-70b", "--framework", "vllm",
+                 "--input-tokens", "512", "--output-tokens", "256", "--batch-size", "32"]) == 0
+    assert "the weights alone do not fit" in capsys.readouterr().out
+    assert main(["predict", "--hardware", "L40S", "--model", "llama-2-13b", "--framework",
+                 "vllm", "--input-tokens", "4096", "--output-tokens", "4096",
+                 "--batch-size", "512"]) == 0
+    assert "(exceeded)" in capsys.readouterr().out
     assert main(["predict", "--hardware", "H100", "--model", "llama-2-7b", "--framework", "vllm",
                  "--input-tokens", "512", "--output-tokens", "256", "--batch-size", "32", "--json"]) == 0
     row = json.loads(capsys.readouterr().out)
     assert row["throughput"] > 0 and row["basis"] in ("fitted", "learned")
+    assert isinstance(row["memory_batch_limit"], int) and row["memory_batch_limit"] > 32
 
 
 def test_predict_missing_flags_and_bad_values(capsys):

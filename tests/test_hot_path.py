@@ -41,6 +41,7 @@ def test_predict_one_curve_and_predict_agree(predictor):
         for name in COLUMNS:
             assert getattr(one, name) == pytest.approx(batch.column(name)[i].as_py(), rel=1e-12), name
         assert one.basis == batch.column("basis")[i].as_py()
+        assert one.memory_batch_limit == batch.column("memory_batch_limit")[i].as_py()
     w = table.to_pylist()[0]
     cp = predictor.curve(w, [1, 2, 4, 8, 64, 512])
     for j, bb in enumerate(cp.batch_size):
@@ -64,11 +65,16 @@ def test_onnxruntime_path_agrees(predictor):
 def test_best_batch_size(predictor):
     w = Workload("H100", 1, "vllm", "llama-2-7b", "fp16", 512, 256)
     cp = predictor.curve(w, np.arange(1, 257))
-    best = predictor.best_batch_size(w, max_batch_size=256)
+    best = predictor.best_batch_size(w, max_batch_size=256, within_memory=False)
     assert best[0] == int(cp.batch_size[np.argmax(cp.throughput)])
+    fits = cp.batch_size <= cp.memory_batch_limit
+    assert 0 < fits.sum() < fits.size  # 145 sequences of 768 tokens fit one H100 beside 7B
+    best = predictor.best_batch_size(w, max_batch_size=256)
+    assert best[0] == int(cp.batch_size[fits][np.argmax(cp.throughput[fits])])
+    assert best[1].memory_batch_limit == cp.memory_batch_limit
     limit = float(np.median(cp.latency_s))
     bb, pred = predictor.best_batch_size(w, max_latency_s=limit, max_batch_size=256)
-    ok = cp.latency_s <= limit
+    ok = (cp.latency_s <= limit) & fits
     assert bb == int(cp.batch_size[ok][np.argmax(cp.throughput[ok])]) and pred.latency_s <= limit
     bb_safe, pred_safe = predictor.best_batch_size(w, max_latency_s=limit, max_batch_size=256,
                                                    use_upper_bound=True)
@@ -113,7 +119,7 @@ def test_arrow_input_variants_agree(predictor):
         pass
     for v in variants:
         out = predictor.predict(v)
-        for name in COLUMNS + ("basis",):
+        for name in COLUMNS + ("basis", "memory_batch_limit"):
             assert out.column(name).to_pylist() == ref.column(name).to_pylist(), (type(v), name)
 
 

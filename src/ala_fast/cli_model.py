@@ -36,6 +36,11 @@ def _print_one(row: dict) -> None:
         print(f"  interval    {row['lower']:,.1f} .. {row['upper']:,.1f} tokens/s "
               f"(coverage {row.get('coverage', 0.9):.0%})")
         print(f"  expected APE {row['expected_ape']:.1f}%   confidence {row['confidence']:.2f}")
+    if "memory_batch_limit" in row:
+        limit = row["memory_batch_limit"]
+        print("  memory      the weights alone do not fit the devices' memory" if limit == 0
+              else f"  memory      the KV cache fits up to batch {limit:,}"
+              + (" (exceeded)" if row["batch_size"] > limit else ""))
 
 
 MAX_NOTES = 20  # unrecognised names printed by `predict` (the rest are counted)

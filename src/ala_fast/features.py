@@ -136,6 +136,28 @@ def build_features(cfg: np.ndarray, ii: np.ndarray, oo: np.ndarray,
     return out
 
 
+def memory_batch_limit(cfg: np.ndarray, ii: np.ndarray, oo: np.ndarray,
+                       cfg_index: np.ndarray | None = None) -> np.ndarray:
+    """The largest batch whose KV cache fits beside the weights, per row (int64; 0 where the
+    weights alone do not fit the devices' memory).
+
+    The same memory model as the ``log_kv_batch_limit`` feature (compiled kernel
+    ``_kernels.features.memory_batch_limits``): MEM_USABLE of every device's memory, less the
+    weights, holds the keys and values of ``ii + oo`` tokens per sequence. Activations,
+    the framework's own buffers and a KV cache in another precision than the configuration's
+    are not counted, so a deployment can fail below the limit (or a framework that offloads
+    or pages can exceed it)."""
+    from ._kernels import features as kf
+
+    cfg = np.ascontiguousarray(np.atleast_2d(cfg), np.float64)
+    ii = np.ascontiguousarray(ii, np.float64).reshape(-1)
+    oo = np.ascontiguousarray(oo, np.float64).reshape(-1)
+    if cfg_index is None:
+        cfg_index = np.arange(ii.size, dtype=np.int64)
+    out = np.empty(ii.size, np.int64)
+    return kf.memory_batch_limits(cfg, np.ascontiguousarray(cfg_index, np.int64), ii, oo, out)
+
+
 def roofline_batch1_knee(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The roofline batch-1 throughput and knee (plateau / batch1) read back from features."""
     return np.exp(x[:, FEATURE_NAMES.index("log_roof_batch1")]), np.exp(

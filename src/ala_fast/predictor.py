@@ -22,7 +22,9 @@ from .catalog import InferredDevices, config_identity, hardware_id
 from .transfer import Lending, blend_lent, known_devices, lending
 from .curves import evaluate as eval_curve
 from .errors import BundleError, SchemaError, ValidationError
-from .features import FEATURE_NAMES, build_features, config_vector, roofline_batch1_knee
+from .features import (
+    FEATURE_NAMES, build_features, config_vector, memory_batch_limit, roofline_batch1_knee,
+)
 from .grouping import distinct, group_codes
 from .continuation import (
     DISTANCE_EDGES, band_quantiles, band_typical_error, continuation_scales, distance_band,
@@ -95,6 +97,7 @@ class Prediction(NamedTuple):
     expected_ape: float  # %
     confidence: float  # 0..1
     basis: str  # "fitted" or "learned"
+    memory_batch_limit: int  # largest batch whose KV cache fits (features.memory_batch_limit)
 
 
 class CurvePrediction(NamedTuple):
@@ -108,6 +111,7 @@ class CurvePrediction(NamedTuple):
     expected_ape: np.ndarray
     confidence: float
     basis: str
+    memory_batch_limit: int  # largest batch whose KV cache fits (features.memory_batch_limit)
 
 
 class _CurveBlock(NamedTuple):
@@ -121,6 +125,7 @@ class _CurveBlock(NamedTuple):
     err_x: np.ndarray  # error-model inputs without the batch size
     conf: np.ndarray
     cont: np.ndarray  # rows x 5: continuation (a, b, c) and its scales below lo / above hi
+    mem: np.ndarray  # int64: memory batch limit (a fitted curve's at least its largest batch)
 
 
 class _ConfigPlan(NamedTuple):
@@ -138,7 +143,7 @@ class _CurveState:
     """One curve remembered by predict_one: scalars plus a per-batch-size sigma cache."""
 
     __slots__ = ("block", "a", "b", "c", "fitted", "cont", "env", "lo", "hi", "conf", "oo",
-                 "engine", "sigmas", "basis", "level")
+                 "engine", "sigmas", "basis", "level", "mem")
 
     def __init__(self, block: _CurveBlock, oo: float, engine: str) -> None:
         self.block = block
@@ -155,6 +160,7 @@ class _CurveState:
         self.sigmas: dict[int, float] = {}
         self.basis = "fitted" if self.fitted else "learned"
         self.level = int(block.err_x[0, LEVEL_COLUMN])  # novelty level: picks the interval quantile
+        self.mem = int(block.mem[0])
 
     def predict(self, bb: int, owner: "Predictor") -> Prediction:
         x = float(bb)
@@ -188,7 +194,7 @@ class _CurveState:
         w = math.exp(half)
         return Prediction(thpt, self.oo * x / thpt, thpt / w, thpt * w,
                           100.0 * (math.exp(sigma) - 1.0), self.conf,
-                          self.basis)
+                          self.basis, self.mem)
 
 
 def _positive_int(value, column: str) -> int:
@@ -475,7 +481,11 @@ class Predictor:
             if hit is not None:
                 (a[i], b[i], c[i]), (env[i], lo_b[i], hi_b[i]), cont[i] = hit
                 fitted[i] = True
-        x = build_features(np.stack([p.cfg for p in plans]), ii, oo, cfg_index=cfg_index)
+        cfg = np.stack([p.cfg for p in plans])
+        x = build_features(cfg, ii, oo, cfg_index=cfg_index)
+        # a benchmarked curve ran at its largest measured batch, whatever the memory model says
+        mem = memory_batch_limit(cfg, ii, oo, cfg_index)
+        mem[fitted] = np.maximum(mem[fitted], hi_b[fitted].astype(np.int64))
         learn = np.flatnonzero(~fitted)
         if learn.size:
             def anchored(xx: np.ndarray, ids: list) -> np.ndarray:
@@ -500,7 +510,7 @@ class Predictor:
         sim[:, SIM_SIBLINGS] = [p.siblings for p in row_plans]
         sim[:, SIM_VENDOR] = [p.vendor_devices for p in row_plans]
         conf = np.where(fitted, 1.0, confidence(sim[:, 0], self._distance_scale))
-        return _CurveBlock(a, b, c, fitted, env, lo_b, hi_b, err_x, conf, cont)
+        return _CurveBlock(a, b, c, fitted, env, lo_b, hi_b, err_x, conf, cont, mem)
 
     def _rows(self, block: _CurveBlock, codes: np.ndarray, bb: np.ndarray, oo: np.ndarray,
               engine: str = "compiled") -> dict[str, np.ndarray]:
@@ -541,6 +551,7 @@ class Predictor:
             "expected_ape": expected_ape(sigma),
             "confidence": block.conf[codes],
             "fitted": fit_row,
+            "memory_batch_limit": block.mem[codes],
         }
 
     # ------------------------------------------------------------------ Arrow batches
@@ -556,7 +567,10 @@ class Predictor:
         (output_tokens * batch_size / throughput), ``lower`` / ``upper`` (the interval at the
         predictor's coverage), ``expected_ape`` (%), ``confidence`` (0..1) and ``basis``
         ("fitted" when that exact curve was benchmarked with plausible measurements, else
-        "learned"; see :func:`served_as_fitted`). An input
+        "learned"; see :func:`served_as_fitted`) and ``memory_batch_limit`` (int64: the largest
+        batch whose KV cache fits beside the weights, 0 when the weights alone do not fit; see
+        :func:`ala_fast.features.memory_batch_limit`; a benchmarked curve's is at least its
+        largest measured batch). An input
         ``throughput`` column is kept as ``measured_throughput``.
 
         A fitted curve answers with its fit inside its measured batch sizes and beyond them
@@ -583,7 +597,8 @@ class Predictor:
             out = out.append_column(name, pa.array(cols[name]))
         basis = pa.DictionaryArray.from_arrays(
             pa.array(np.where(cols["fitted"], 0, 1).astype(np.int8)), _BASIS)
-        return out.append_column("basis", basis.cast(pa.string()))
+        out = out.append_column("basis", basis.cast(pa.string()))
+        return out.append_column("memory_batch_limit", pa.array(cols["memory_batch_limit"]))
 
     def unrecognised_names(self, data) -> list:
         """The hardware, model, framework and precision names of a workload table (anything
@@ -664,26 +679,32 @@ class Predictor:
         return CurvePrediction(bb.astype(np.int64), cols["throughput"], cols["latency_s"],
                                cols["lower"], cols["upper"], cols["expected_ape"],
                                float(state.block.conf[0]),
-                               "fitted" if state.block.fitted[0] else "learned")
+                               "fitted" if state.block.fitted[0] else "learned", state.mem)
 
     def best_batch_size(self, workload, max_latency_s: float | None = None,
                         max_batch_size: int = 256, use_upper_bound: bool = False,
+                        within_memory: bool = True,
                         engine: str = "compiled") -> tuple[int, Prediction] | None:
         """The batch size in 1..max_batch_size with the highest predicted throughput whose
         predicted latency (or, with ``use_upper_bound``, its pessimistic bound
-        ``output_tokens * batch / lower``) stays within ``max_latency_s``; None if none does."""
+        ``output_tokens * batch / lower``) stays within ``max_latency_s`` and, with
+        ``within_memory`` (the default), whose KV cache fits (``memory_batch_limit``); None if
+        none does (for instance when the weights alone do not fit)."""
         if max_batch_size < 1:
             raise ValidationError("max_batch_size", [0], "an integer >= 1", "best_batch_size")
         cp = self.curve(workload, np.arange(1, int(max_batch_size) + 1), engine)
         # latency = oo * bb / throughput, so its pessimistic bound is oo * bb / lower
         latency = cp.latency_s * cp.throughput / cp.lower if use_upper_bound else cp.latency_s
         ok = np.ones(cp.batch_size.size, bool) if max_latency_s is None else latency <= max_latency_s
+        if within_memory:
+            ok &= cp.batch_size <= cp.memory_batch_limit
         if not ok.any():
             return None
         i = int(np.flatnonzero(ok)[np.argmax(cp.throughput[ok])])
         return int(cp.batch_size[i]), Prediction(
             float(cp.throughput[i]), float(cp.latency_s[i]), float(cp.lower[i]),
-            float(cp.upper[i]), float(cp.expected_ape[i]), cp.confidence, cp.basis)
+            float(cp.upper[i]), float(cp.expected_ape[i]), cp.confidence, cp.basis,
+            cp.memory_batch_limit)
 
     def benchmark_next(self, candidates, k: int, *, seed: int = 0, steps: int = 3000) -> pa.Table:
         """The ``k`` candidate curves worth benchmarking next (see :mod:`ala_fast.planning`)."""

@@ -46,6 +46,34 @@ _ND, _TF, _BW, _MEM, _P, _ACT, _BPW, _LAY, _HID, _KVD, _KVB, _LINK = range(len(C
 
 
 @jit
+def _memory_left_gb(cfg):
+    """GB left for the KV cache: MEM_USABLE of all devices' memory minus the weights (negative
+    when the weights do not fit)."""
+    return cfg[_MEM] * cfg[_ND] * MEM_USABLE - cfg[_P] * cfg[_BPW]
+
+
+@jit
+def _kv_bytes_per_token(cfg):
+    """KV-cache bytes of one token: a key and a value of kv_dim per layer."""
+    return 2.0 * cfg[_LAY] * cfg[_KVD] * cfg[_KVB]
+
+
+@jit
+def memory_batch_limits(cfg, cfg_index, ii, oo, out):
+    """Per row: the largest batch whose KV cache (ii + oo tokens per sequence) fits in the
+    memory the weights leave, floor(left / (bytes per token * (ii + oo))); 0 where the weights
+    alone do not fit. Row i uses ``cfg[cfg_index[i]]``; ``out`` is int64."""
+    for i in range(ii.shape[0]):
+        c = cfg[cfg_index[i]]
+        left = _memory_left_gb(c)
+        if left <= 0.0:
+            out[i] = 0
+        else:
+            out[i] = int(np.floor(left * 1e9 / (_kv_bytes_per_token(c) * (ii[i] + oo[i]))))
+    return out
+
+
+@jit
 def features_row(cfg, ii, oo, out):
     """Write the features of one (configuration, ii, oo) into ``out`` (length
     N_SHAPE + len(cfg) + N_ROOFLINE)."""
@@ -61,8 +89,8 @@ def features_row(cfg, ii, oo, out):
         out[N_SHAPE + j] = cfg[j]
     nd = cfg[_ND]
     weight_gb = cfg[_P] * cfg[_BPW]
-    kv_free_gb = max(cfg[_MEM] * nd * MEM_USABLE - weight_gb, 0.05 * weight_gb)
-    kv_per_token = 2.0 * cfg[_LAY] * cfg[_KVD] * cfg[_KVB]
+    kv_free_gb = max(_memory_left_gb(cfg), 0.05 * weight_gb)
+    kv_per_token = _kv_bytes_per_token(cfg)
     kv_batch = kv_free_gb * 1e9 / (kv_per_token * (ii + oo))
     active_bytes = cfg[_ACT] * 1e9 * cfg[_BPW]
     decode_rate = nd * cfg[_BW] * 1e12 / active_bytes
