@@ -272,14 +272,15 @@ _FRAMEWORK_ALIASES = {
 
 #: bytes per weight for each precision name
 PRECISION_BYTES = {
-    "fp64": 8.0, "fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "fp8": 1.0, "int8": 1.0, "fp6": 0.75, "int6": 0.75,
-    "int5": 0.625, "int4": 0.5, "fp4": 0.5, "int3": 0.375, "int2": 0.25,
+    "fp64": 8.0, "fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "fp8": 1.0, "int8": 1.0, "fp6": 0.75,
+    "int6": 0.75, "int5": 0.625, "int4": 0.5, "fp4": 0.5, "int3": 0.375, "int2": 0.25,
 }
 #: spellings of quantisation schemes, tried in order on the alphanumeric lower-case name when
 #: no alias matches: weight bits decide (activations and KV cache are not part of the name)
 _PRECISION_PATTERNS = (
     (re.compile(r"w(\d+)a\d+.*"), "int{}"),  # w4a16, w8a8: weight bits
-    (re.compile(r"(?:gptq|awq|bnb|hqq|marlin)(?:u?int|nf)?(\d+)(?:bits?)?"), "int{}"),  # gptq-int4, bnb-4bit
+    # gptq-int4, awq-int4, bnb-4bit, bnb-nf4
+    (re.compile(r"(?:gptq|awq|bnb|hqq|marlin)(?:u?int|nf)?(\d+)(?:bits?)?"), "int{}"),
     (re.compile(r"i?q(\d)(k[sml]?|\d|xxs|xs|s|m|nl)?"), "int{}"),  # GGUF: q4_K_M, q8_0, iq4_xs
     (re.compile(r"(?:u?int|nf)(\d+).*"), "int{}"),  # int4-awq, uint4, nf4
     (re.compile(r"(\d+)bits?"), "int{}"),  # 4bit, 8-bit

@@ -36,7 +36,7 @@ from ._kernels.features import CONFIG_HEAD
 _FALLBACK_HW = (FALLBACK_HARDWARE.fp16_tflops, FALLBACK_HARDWARE.fp8_tflops,
                 FALLBACK_HARDWARE.mem_bw_tbs, FALLBACK_HARDWARE.mem_gb)
 _FALLBACK_MODEL = (7.0, 7.0, 32, 4096, 32, 8, 128)
-KV_BYTES = 2.0  # KV cache element size (fp16) for 2-byte and narrower weights ...
+KV_BYTES = 2.0  # KV cache element size (fp16) with 16-bit weights (see kv_bytes below)
 
 #: configuration vector layout (produced by config_vector, consumed by build_features)
 CONFIG_FIELDS: tuple[str, ...] = CONFIG_HEAD + (
@@ -83,7 +83,7 @@ def _config_vector_cached(hardware: str, num_devices: int, framework: str, model
     fw = normalise_framework(framework)
     onehot = [1.0 if fw == f else 0.0 for f in FRAMEWORKS]
     onehot.append(0.0 if fw in FRAMEWORKS else 1.0)
-    # ... 1 byte with 8-bit (and narrower) weights, the weights' own width above 2 bytes
+    # the KV cache: 1 byte with 8-bit and narrower weights, the weights' own width above 2
     kv_bytes = 1.0 if bpw <= 1.0 else max(bpw, KV_BYTES)
     vendor = hw.vendor if hw is not None else "unknown"
     tp_link = (0.0 if num_devices <= 1 or fw in LAYER_SPLIT_FRAMEWORKS

@@ -565,7 +565,7 @@ class Predictor:
 
         Returns the input columns (as given: same order and types) followed by ``throughput`` (output tokens/s), ``latency_s``
         (output_tokens * batch_size / throughput), ``lower`` / ``upper`` (the interval at the
-        predictor's coverage), ``expected_ape`` (%), ``confidence`` (0..1) and ``basis``
+        predictor's coverage), ``expected_ape`` (%), ``confidence`` (0..1), ``basis``
         ("fitted" when that exact curve was benchmarked with plausible measurements, else
         "learned"; see :func:`served_as_fitted`) and ``memory_batch_limit`` (int64: the largest
         batch whose KV cache fits beside the weights, 0 when the weights alone do not fit; see
