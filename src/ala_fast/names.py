@@ -1,9 +1,9 @@
 """Which names of a workload table the catalog does not recognise, and what each is taken as.
 
 An unknown hardware, model, framework or precision is never an error (the predictor falls back
-and says so through ``confidence`` and ``expected_ape``), but a misspelt name silently answered
-from a fallback is a loss a caller must be able to see: :func:`unrecognised_names` lists every
-such name once, with the rows it appears in and the description prediction used instead.
+to a generic description), but a misspelt name silently answered from a fallback is a loss a
+caller must be able to see: :func:`unrecognised_names` lists every such name once, with the
+rows it appears in and the description prediction used instead.
 """
 
 from __future__ import annotations
