@@ -1,5 +1,6 @@
 """Names the catalog does not recognise are reported, with what prediction takes them as."""
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -122,3 +123,23 @@ def test_cli_notes_unknown_names_on_stderr_capped(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("note: hardware") == cm.MAX_NOTES
     assert "and 3 more names" in err
+
+
+def test_counts_merged_over_batches_equal_the_whole_table():
+    from ala_fast.names import merge_counts, name_counts, unrecognised_in
+
+    rng = np.random.default_rng(4)
+    n = 3000
+    t = _table(hardware=rng.choice(["H100", "Foo 48GB", "bar"], n).tolist(),
+               model=rng.choice(["llama-2-7b", "zz-13b"], n).tolist())
+    t = t.set_column(t.schema.get_field_index("model"), "model",
+                     pa.array(t.column("model").to_pylist()).dictionary_encode())
+    merged: dict = {}
+    for batch in t.to_batches(max_chunksize=700):
+        merge_counts(merged, name_counts(batch))
+    assert merged == name_counts(t)
+    assert unrecognised_in(merged) == unrecognised_names(t)
+    assert {(u.column, u.name): u.rows for u in unrecognised_names(t)} == _naive(t)
+    # nulls are not names
+    nulls = pa.table({"hardware": pa.array(["bar", None, "bar"])})
+    assert name_counts(nulls) == {"hardware": {"bar": 2}}

@@ -53,6 +53,12 @@ def folder(tmp_path_factory):
     return d
 
 
+def unrecognised_counts(table):
+    from ala_fast.names import name_counts
+
+    return name_counts(table)
+
+
 def expected(predictor, folder):
     files = sorted(folder.glob("*.parquet"))
     return predictor.predict(pa.concat_tables([pq.read_table(f) for f in files]))
@@ -111,6 +117,7 @@ def test_predict_files_keeps_good_files_and_names_the_bad_one(ray_local, predict
         want = predictor.predict(pq.read_table(r.source))
         assert got.equals(want)
         assert 0 < r.peak_rss_mib
+        assert r.names == unrecognised_counts(pq.read_table(r.source))
     err = results[3].error
     assert isinstance(err, ValidationError) and err.rows == [650]
     assert "part-9.parquet" in str(err) and results[3].output is None
@@ -123,7 +130,13 @@ def test_cli_engine_ray(ray_local, folder, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["predict", str(folder), "--out", str(out), "--engine", "ray", "--workers", "2",
                  "--batch-rows", "1000"]) == 0
-    assert "predicted 4,500 rows in 3 of 3 file(s)" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "predicted 4,500 rows in 3 of 3 file(s)" in captured.out
+    # the names the catalog lacks, counted by the workers over every file
+    tables = [pq.read_table(f) for f in sorted(folder.glob("*.parquet"))]
+    rows = sum(t.column("model").to_pylist().count("unknown-model-x") for t in tables)
+    assert rows > 0
+    assert f"note: model 'unknown-model-x' ({rows} rows) is not in the catalog" in captured.err
     assert pq.read_table(out / "part-1.parquet").num_rows == ROWS_PER_FILE
     assert main(["predict", str(tmp_path / "missing"), "--out", str(out), "--engine", "ray"]) == 2
     assert "no such file or folder" in capsys.readouterr().err

@@ -47,9 +47,16 @@ MAX_NOTES = 20  # unrecognised names printed by `predict` (the rest are counted)
 
 
 def _note_unrecognised(predictor, table) -> None:
-    """One ``note:`` line on stderr per name the catalog does not recognise (at most
-    MAX_NOTES, most rows first within each column)."""
-    names = predictor.unrecognised_names(table)
+    """One ``note:`` line on stderr per name of ``table`` the catalog does not recognise."""
+    from .names import unrecognised_names
+
+    # the table was validated by predict: its names as given, the devices as the bundle knows
+    _print_notes(unrecognised_names(table, predictor.inferred_devices))
+
+
+def _print_notes(names) -> None:
+    """The ``note:`` lines of unrecognised names (at most MAX_NOTES, most rows first within
+    each column)."""
     for u in names[:MAX_NOTES]:
         print(f"note: {u}", file=sys.stderr)
     if len(names) > MAX_NOTES:
@@ -76,8 +83,27 @@ def _predict_ray(args: argparse.Namespace) -> int:
     peak = max((r.peak_rss_mib for r in results), default=0.0)
     print(f"predicted {rows:,} rows in {len(done)} of {len(results)} file(s) -> {args.out} "
           f"({rows / seconds:,.0f} rows/s including start-up; peak worker memory {peak:,.0f} MiB)")
+    _print_notes(_unrecognised_in_files(args.bundle, done))
     raise_failures(results)
     return 0
+
+
+def _unrecognised_in_files(bundle, results) -> list:
+    """The unrecognised names of the files the workers predicted, from the name counts they
+    returned, with the devices the bundle describes from its own benchmarks (its manifest)."""
+    from .bundle import read_bundle
+    from .catalog import InferredDevices
+    from .names import merge_counts, unrecognised_in
+    from .predictor import default_bundle_path
+
+    counts: dict = {}
+    for r in results:
+        merge_counts(counts, r.names)
+    if not counts:
+        return []
+    manifest, _ = read_bundle(default_bundle_path() if bundle is None else bundle)
+    return unrecognised_in(counts, InferredDevices.from_json(manifest.get("inferred_hardware",
+                                                                          [])))
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

@@ -60,18 +60,53 @@ def _precision(name: str) -> str | None:
             else "2 bytes per weight (fp16)")
 
 
+#: rows per distinct name, per name column: ``{column: Counter({name: rows})}``
+NameCounts = dict[str, Counter]
+
+
+def name_counts(table) -> NameCounts:
+    """Rows per distinct name in each of ``table``'s name columns (an Arrow table or record
+    batch; nulls are not names). Counted by Arrow, so a batch of millions of rows with a few
+    distinct names costs a pass over its dictionary, not a Python object per row."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    counts: NameCounts = {}
+    for column in NAME_COLUMNS:
+        if column not in table.schema.names:
+            continue
+        values = table.column(column)
+        if not pa.types.is_string(values.type) and not pa.types.is_large_string(values.type):
+            values = pc.cast(values, pa.string())
+        tally = pc.value_counts(pc.drop_null(values))
+        counts[column] = Counter(dict(zip(tally.field("values").to_pylist(),
+                                          tally.field("counts").to_pylist())))
+    return counts
+
+
+def merge_counts(into: NameCounts, more: NameCounts) -> NameCounts:
+    """Add the counts ``more`` to ``into`` (modified and returned)."""
+    for column, tally in more.items():
+        into.setdefault(column, Counter()).update(tally)
+    return into
+
+
 def unrecognised_names(table, inferred: InferredDevices = NO_INFERRED_DEVICES
                        ) -> list[UnrecognisedName]:
     """Every name in ``table``'s name columns (those of :data:`NAME_COLUMNS` it has) that the
     catalog does not recognise, once per distinct spelling: by column, then most rows first,
     then name. ``inferred`` holds the devices a bundle describes from its own benchmarks (a
     name found there is still listed, taken as that device)."""
+    return unrecognised_in(name_counts(table), inferred)
+
+
+def unrecognised_in(counts: NameCounts, inferred: InferredDevices = NO_INFERRED_DEVICES
+                    ) -> list[UnrecognisedName]:
+    """:func:`unrecognised_names` of names already counted (:func:`name_counts`, summed over
+    the batches or files of a larger input with :func:`merge_counts`)."""
     found: list[UnrecognisedName] = []
     for column in NAME_COLUMNS:
-        if column not in table.column_names:
-            continue
-        counts = Counter(str(v) for v in table.column(column).to_pylist() if v is not None)
-        for name, rows in counts.items():
+        for name, rows in counts.get(column, {}).items():
             taken = (_hardware(name, inferred) if column == "hardware" else
                      _model(name) if column == "model" else
                      _framework(name) if column == "framework" else _precision(name))

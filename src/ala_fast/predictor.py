@@ -10,13 +10,16 @@ import math
 import operator
 import threading
 from importlib import resources
-from typing import NamedTuple
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pyarrow as pa
 
 from .arrow_input import as_table
+
+if TYPE_CHECKING:
+    from .names import UnrecognisedName
 from .bundle import ipc_to_table, read_bundle, write_bundle
 from .catalog import InferredDevices, config_identity, hardware_id
 from .transfer import Lending, blend_lent, known_devices, lending
@@ -600,7 +603,13 @@ class Predictor:
         out = out.append_column("basis", basis.cast(pa.string()))
         return out.append_column("memory_batch_limit", pa.array(cols["memory_batch_limit"]))
 
-    def unrecognised_names(self, data) -> list:
+    @property
+    def inferred_devices(self) -> InferredDevices:
+        """The devices the catalog does not know that this bundle describes from its own
+        benchmarks (``device_inference``)."""
+        return self._inferred
+
+    def unrecognised_names(self, data) -> list[UnrecognisedName]:
         """The hardware, model, framework and precision names of a workload table (anything
         :meth:`predict` accepts) that the catalog does not recognise, each once with its row
         count and what prediction takes it as (:func:`ala_fast.names.unrecognised_names`;

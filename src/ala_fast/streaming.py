@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import resource
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -27,6 +27,9 @@ class FileResult:
     rows: int
     error: ALAError | None = None
     peak_rss_mib: float = 0.0  # of the process that predicted the file
+    #: rows per distinct name of the rows predicted (``names.name_counts``), so a caller can
+    #: report the names the catalog does not recognise without reading the file again
+    names: dict = field(default_factory=dict)
 
 
 def peak_rss_mib() -> float:
@@ -53,7 +56,8 @@ def output_for(src: Path, root: Path, out_dir: Path) -> Path:
 
 def predict_file(predictor, src: str | Path, dst: str | Path,
                  batch_rows: int = DEFAULT_BATCH_ROWS, engine: str = "compiled") -> FileResult:
-    """Stream ``src`` (Parquet) through ``predictor.predict`` into ``dst`` (Parquet).
+    """Stream ``src`` (Parquet) through ``predictor.predict`` into ``dst`` (Parquet), counting
+    the names of its rows as it goes (``FileResult.names``).
 
     Library errors are returned in the result (type and message, naming the file), not raised,
     so one bad file does not stop the others; anything else propagates.
@@ -61,7 +65,10 @@ def predict_file(predictor, src: str | Path, dst: str | Path,
     src, dst = Path(src), Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    from .names import merge_counts, name_counts
+
     rows = 0
+    names: dict = {}
     writer = None
     try:
         try:
@@ -78,13 +85,14 @@ def predict_file(predictor, src: str | Path, dst: str | Path,
             if writer is None:
                 writer = pq.ParquetWriter(tmp, out.schema)
             writer.write_table(out)
+            merge_counts(names, name_counts(batch))
             rows += batch.num_rows
         if writer is None:
             raise ReaderError(f"{src}: the file has no rows")
         writer.close()
         writer = None
         os.replace(tmp, dst)
-        return FileResult(str(src), str(dst), rows, peak_rss_mib=peak_rss_mib())
+        return FileResult(str(src), str(dst), rows, peak_rss_mib=peak_rss_mib(), names=names)
     except ALAError as exc:
         return FileResult(str(src), None, rows, exc, peak_rss_mib())
     finally:
