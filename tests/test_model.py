@@ -275,7 +275,7 @@ def test_bundle_round_trip_and_corruption(small_predictor, tmp_path, trtllm):
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["format_version"] == FORMAT_VERSION and set(manifest["files"]) == {
         "params.onnx", "curves.arrow", "error.onnx", "reference.arrow", "calibration.arrow",
-        "continuation.arrow"}
+        "continuation.arrow", "beyond_range.arrow"}
     assert manifest["feature_names"] == list(features.FEATURE_NAMES)
 
     bad = tmp_path / "corrupt"

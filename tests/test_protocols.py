@@ -116,3 +116,41 @@ def test_p3_by_framework_holds_out_a_software_stack_with_its_interval(argonne):
     assert r["protocol"] == "P3 (leave one framework out)" and r["folds"] == 2
     assert r["methods"]["ala_fast"]["answered"] == 1.0
     assert (r["_rows"]["extra"]["level"] == UNSEEN_HARDWARE).all()
+
+
+def test_p3_widens_rows_beyond_the_folds_benchmarked_batches(argonne):
+    """A held-out device measured at larger batches than every other device: its rows beyond
+    the fold's benchmarked batch range get the extrapolation on top of the calibrated width,
+    as the predictor would answer them."""
+    from ala_fast.uncertainty import half_width, level_quantiles
+
+    pc = pa.compute
+    keep = pc.and_(pc.is_in(argonne.column("hardware"), pa.array(["Nvidia A100 GPU", "Nvidia H100 GPU"])),
+                   pc.equal(argonne.column("framework"), "vllm"))
+    keep = pc.and_(keep, pc.is_in(argonne.column("model"), pa.array(
+        ["meta-llama/Llama-2-7b-hf", "mistralai/Mistral-7B-v0.1"])))
+    table = concat_tables([argonne.filter(keep)])
+    h100 = np.array([h == "Nvidia H100 GPU" for h in table.column("hardware").to_pylist()])
+    bb = table.column("batch_size").to_numpy()
+    table = table.set_column(table.schema.get_field_index("batch_size"), "batch_size",
+                             pa.array(np.where(h100, bb * 8, bb)))
+    r = protocols.run_protocol(table, "P3", methods=("ala_fast",), uncertainty=True)
+    rows = r["_rows"]
+    beyond, bb = rows["extra"]["beyond"], rows["batch_size"]
+    for held in (h100, ~h100):  # the other device's batch range, in plain ratios
+        lo, hi = bb[~held].min(), bb[~held].max()
+        want = np.log(np.maximum(bb[held] / hi, 1.0)) + np.log(np.maximum(lo / bb[held], 1.0))
+        np.testing.assert_allclose(beyond[held], want, atol=1e-12)
+    assert (beyond[h100] > 0).sum() > 20
+    pred = rows["pred"]["ala_fast"]
+    half = np.log(rows["extra"]["upper"] / pred)
+    for f, cal in rows["calibration"].items():
+        m = rows["fold"] == f
+        scores, levels, rounds = cal
+        q = level_quantiles(scores, levels, 0.9)
+        inside = half_width(q, rows["extra"]["level"][m].astype(int), rows["extra"]["sigma"][m])
+        slopes = rounds.slopes(q, 0.9)  # measured by the fold's range rounds
+        assert rounds.abs_err.size > 0 and slopes.interval >= 0 and slopes.reach > 0
+        more = slopes.interval * np.minimum(beyond[m], slopes.reach) + np.maximum(
+            beyond[m] - slopes.reach, 0.0)
+        np.testing.assert_allclose(half[m], inside + more, rtol=1e-9)

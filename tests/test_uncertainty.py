@@ -571,3 +571,116 @@ def test_holdout_rounds_never_train_more_trees_than_the_model():
     light = holdout_boosting(None)  # the default model (400 trees) gets the lighter one
     assert light.n_estimators == LIGHT_TREES < BoostingParams().n_estimators
     assert holdout_boosting(BoostingParams(n_estimators=LIGHT_TREES)).n_estimators == LIGHT_TREES
+
+
+def test_extrapolation_counts_log_units_beyond_each_range():
+    from ala_fast.uncertainty import extrapolation, observed_ranges
+
+    rng = np.random.default_rng(3)
+    ii, oo, bb = (rng.integers(lo, hi, 200).astype(float) for lo, hi in
+                  ((128, 2049), (64, 1025), (1, 257)))
+    ranges = observed_ranges(ii, oo, bb)
+    q = [rng.integers(1, 20000, 500).astype(float) for _ in range(3)]
+    got = extrapolation(ranges, *q)
+    ref = np.zeros(500)
+    for j, (data, query) in enumerate(zip((ii, oo, bb), q)):  # row by row, in plain ratios
+        for i, v in enumerate(query):
+            if v > data.max():
+                ref[i] += np.log(v / data.max())
+            elif v < data.min():
+                ref[i] += np.log(data.min() / v)
+    np.testing.assert_allclose(got, ref, atol=1e-12)
+    assert (extrapolation(ranges, ii, oo, bb) == 0).all()  # every benchmarked row is inside
+    assert (extrapolation(None, *q) == 0).all()  # bundles from before the ranges
+
+
+def test_requests_beyond_the_benchmarked_ranges_widen_by_the_extrapolation(predictor):
+    import copy
+
+    from ala_fast.bundle import ipc_to_table, table_to_ipc
+    from ala_fast.predictor import BEYOND_FILE, Predictor
+    from ala_fast.uncertainty import BeyondSamples
+
+    u = predictor.manifest["uncertainty"]["observed_ranges"]
+    top_ii, top_bb = max(u["input_tokens"]), max(u["batch_size"])
+    rounds = BeyondSamples.from_table(ipc_to_table(predictor._files[BEYOND_FILE]))
+    assert rounds.abs_err.size > 0 and (rounds.extra > 0).all()
+    # errors that grow by 0.5 per log unit beyond the ranges (whatever this small bundle's
+    # rounds measured), so that the widening is not zero
+    grown = rounds._replace(abs_err=rounds.abs_err + 0.5 * rounds.extra)
+    files = {**predictor._files, BEYOND_FILE: table_to_ipc(grown.to_table())}
+    predictor = Predictor(predictor.manifest, files)
+    manifest = copy.deepcopy(predictor.manifest)
+    del manifest["uncertainty"]["observed_ranges"]
+    older = Predictor(manifest, files)  # same models, no ranges
+    rows = pa.concat_tables([workload(input_tokens=int(ii), batch_size=bb, hardware=hw)
+                             for ii in (300, 4 * np.exp(top_ii), 64 * np.exp(top_ii))
+                             for bb in (16, int(8 * np.exp(top_bb)))
+                             for hw in ("H100", "MI300X")])
+    new, old = predictor.predict(rows).to_pydict(), older.predict(rows).to_pydict()
+    ii = np.array(new["input_tokens"], float)
+    bb = np.array(new["batch_size"], float)
+    extra = (np.maximum(np.log(ii) - top_ii, 0) + np.maximum(np.log(bb) - top_bb, 0))
+    assert (extra[ii > 1000] > 0).all() and (extra[(ii == 300) & (bb == 16)] == 0).all()
+    slopes = grown.slopes(predictor._half, predictor.coverage, predictor._normalised)
+    assert slopes.error > 0 and slopes.interval > 0 and 0 < slopes.reach < extra.max()
+    more_sigma, more_half = slopes.widen(np.zeros(extra.size), np.zeros(extra.size), extra)
+    np.testing.assert_allclose(new["throughput"], old["throughput"], rtol=0)
+    np.testing.assert_allclose(np.log(np.array(new["upper"]) / new["throughput"]),
+                               np.log(np.array(old["upper"]) / old["throughput"]) + more_half,
+                               rtol=1e-9)
+    np.testing.assert_allclose(np.log1p(np.array(new["expected_ape"]) / 100),
+                               np.log1p(np.array(old["expected_ape"]) / 100) + more_sigma,
+                               rtol=1e-9)
+    # the scheduler's hot path answers the same
+    for r in rows.to_pylist()[:8]:
+        one = predictor.predict_one(r["hardware"], 1, "trt-llm", "llama-2-7b", "fp16",
+                                    r["input_tokens"], 128, r["batch_size"])
+        row = predictor.predict(pa.table({k: [v] for k, v in r.items()})).to_pylist()[0]
+        assert one.upper == pytest.approx(row["upper"], rel=1e-9)
+        assert one.expected_ape == pytest.approx(row["expected_ape"], rel=1e-9)
+    # further out, never narrower
+    # a curve across the largest benchmarked batch: each side widens by how far beyond it is
+    sizes = np.unique(np.geomspace(1, 64 * np.exp(top_bb), 12).astype(int))
+    w = dict(hardware="H100", num_devices=1, framework="trt-llm", model="llama-2-7b",
+             input_tokens=int(round(np.exp(top_ii))), output_tokens=128)
+    far, near = predictor.curve(w, sizes), older.curve(w, sizes)
+    extra = np.maximum(np.log(sizes) - top_bb, 0)
+    assert (extra[-3:] > 1).all() and (extra[:3] == 0).all()
+    np.testing.assert_allclose(np.log(far.upper / far.lower),
+                               np.log(near.upper / near.lower)
+                               + 2 * slopes.widen(0 * extra, 0 * extra, extra)[1], rtol=1e-9)
+
+
+def test_beyond_slopes_are_the_smallest_that_cover():
+    from ala_fast.uncertainty import (
+        NORMALISED, UNMEASURED_SLOPE, BeyondSamples, BeyondSlopes, half_width,
+    )
+
+    rng = np.random.default_rng(5)
+    n = 400
+    level = rng.integers(0, 4, n)
+    s = BeyondSamples(np.abs(rng.normal(0, 0.4, n)), np.exp(rng.normal(-2.5, 0.5, n)), level,
+                      rng.uniform(0.1, 3.0, n))
+    q = np.array([0.3, 0.3, 2.0, 1.5])
+    for coverage in (0.5, 0.8, 0.9, 0.95):
+        slope, scale, reach = s.slopes(q, coverage)
+        assert reach == s.extra.max()
+        half = half_width(q, level, s.sigma, NORMALISED)
+        need = int(np.ceil((n + 1) * coverage))
+        assert (s.abs_err <= half + slope * s.extra).sum() >= need
+        assert (s.abs_err <= half + slope * (1 - 1e-9) * s.extra).sum() < need
+        # the error scale: as many rows' errors above sigma + scale * extra as below
+        excess = (s.abs_err - s.sigma) / s.extra
+        assert scale == max(np.median(excess), 0.0)
+        assert np.mean(excess <= scale) >= 0.5 and (scale == 0 or np.mean(excess >= scale) >= 0.5)
+    empty = BeyondSamples(np.zeros(0), np.zeros(0), np.zeros(0, np.int64), np.zeros(0))
+    assert empty.slopes(q, 0.9) == (UNMEASURED_SLOPE, UNMEASURED_SLOPE, 0.0)
+    # measured slopes up to the reach, the unmeasured factor itself beyond it
+    w = BeyondSlopes(0.2, 0.1, 2.0)
+    sigma, half = w.widen(np.full(4, 0.05), np.full(4, 0.3), np.array([0.0, 1.0, 2.0, 5.0]))
+    np.testing.assert_allclose(sigma, 0.05 + np.array([0, 0.1, 0.2, 0.2 + 3 * UNMEASURED_SLOPE]))
+    np.testing.assert_allclose(half, 0.3 + np.array([0, 0.2, 0.4, 0.4 + 3 * UNMEASURED_SLOPE]))
+    t = s.to_table()
+    back = BeyondSamples.from_table(t)
+    assert all(np.array_equal(a, b) for a, b in zip(back, s))

@@ -38,9 +38,10 @@ from .onnx_trees import PARALLEL_ROWS, OrtModel, tree_arrays
 from .schema import BATCH_KINDS, CURVE_KEY, validate
 from .targets import T1_FLOOR, TARGET_NAMES, targets_to_params
 from .uncertainty import (
-    ERROR_FEATURE_NAMES, ERROR_OUTPUTS, LEVEL_COLUMN, LEVELS, SIM_FEATURES, UNSEEN_HARDWARE,
-    Scaler, confidence, config_counts, error_output, expected_ape, half_width, level_quantiles,
-    config_novelty, neighbour_distances, sigma_from_outputs,
+    ERROR_FEATURE_NAMES, ERROR_OUTPUTS, LEVEL_COLUMN, LEVELS, RANGE_COLUMNS, SIM_FEATURES,
+    NO_WIDENING, UNMEASURED_SLOPE, UNSEEN_HARDWARE, BeyondSamples, Scaler, confidence, config_counts, config_novelty,
+    error_output, expected_ape, extrapolation, half_width, level_quantiles, neighbour_distances,
+    sigma_from_outputs,
 )
 
 SIM_LEVEL = SIM_FEATURES.index("anchor_level")
@@ -64,6 +65,7 @@ CURVES_FILE = "curves.arrow"
 ERROR_ONNX = "error.onnx"
 REFERENCE_FILE = "reference.arrow"
 CALIBRATION_FILE = "calibration.arrow"
+BEYOND_FILE = "beyond_range.arrow"  # range rounds' rows: how errors grow beyond the ranges
 #: curves.arrow columns: (a, b, c) of each served curve's continuation beyond its measured
 #: batch sizes (continuation.continuation_targets); bundles without them extrapolate the fit
 CONTINUATION_COLUMNS = ("cont_a", "cont_b", "cont_c")
@@ -127,6 +129,7 @@ class _CurveBlock(NamedTuple):
     hi_b: np.ndarray
     err_x: np.ndarray  # error-model inputs without the batch size
     conf: np.ndarray
+    extra: np.ndarray  # log units by which ii and oo lie beyond the benchmarked ranges
     cont: np.ndarray  # rows x 5: continuation (a, b, c) and its scales below lo / above hi
     mem: np.ndarray  # int64: memory batch limit (a fitted curve's at least its largest batch)
 
@@ -146,7 +149,7 @@ class _CurveState:
     """One curve remembered by predict_one: scalars plus a per-batch-size sigma cache."""
 
     __slots__ = ("block", "a", "b", "c", "fitted", "cont", "env", "lo", "hi", "conf", "oo",
-                 "engine", "sigmas", "basis", "level", "mem")
+                 "engine", "sigmas", "basis", "level", "mem", "extra")
 
     def __init__(self, block: _CurveBlock, oo: float, engine: str) -> None:
         self.block = block
@@ -164,6 +167,7 @@ class _CurveState:
         self.basis = "fitted" if self.fitted else "learned"
         self.level = int(block.err_x[0, LEVEL_COLUMN])  # novelty level: picks the interval quantile
         self.mem = int(block.mem[0])
+        self.extra = float(block.extra[0])  # ii / oo beyond the benchmarked ranges (log units)
 
     def predict(self, bb: int, owner: "Predictor") -> Prediction:
         x = float(bb)
@@ -194,6 +198,17 @@ class _CurveState:
             half = owner._half_scalar[self.level] * (sigma if owner._normalised[self.level] else 1.0)
             if self.fitted:
                 half = max(half, self.env, owner._sigma_floor)
+        extra = self.extra  # plus the batch part: scalar twin of uncertainty.extrapolation
+        if owner._ranges is not None:
+            lo, hi = owner._log_batch_range
+            lx = math.log(x)
+            extra += (lx - hi if lx > hi else 0.0) + (lo - lx if lx < lo else 0.0)
+        if extra > 0.0:  # scalar twin of uncertainty.BeyondSlopes.widen
+            slopes = owner._beyond_slopes
+            measured = min(extra, slopes.reach)
+            unmeasured = UNMEASURED_SLOPE * max(extra - slopes.reach, 0.0)
+            sigma += slopes.error * measured + unmeasured
+            half += slopes.interval * measured + unmeasured
         w = math.exp(half)
         return Prediction(thpt, self.oo * x / thpt, thpt / w, thpt * w,
                           100.0 * (math.exp(sigma) - 1.0), self.conf,
@@ -328,6 +343,15 @@ class Predictor:
         self._known_configs = config_counts([configs[k] for k in tr], self._inferred)
         self._distance_scale = float(u["distance_scale"])
         self._sigma_floor = float(u["sigma_floor"])
+        # benchmarked (log) ranges of ii, oo and batch and how errors grow beyond them
+        # (bundles from before them: no widening)
+        ranges = u.get("observed_ranges") if BEYOND_FILE in files else None
+        self._beyond_rows = (None if ranges is None else
+                             BeyondSamples.from_table(ipc_to_table(files[BEYOND_FILE])))
+        self._ranges = (None if ranges is None else
+                        np.array([ranges[c] for c in RANGE_COLUMNS], np.float64))
+        self._log_batch_range = (None if ranges is None else
+                                 tuple(float(v) for v in self._ranges[2]))
         beyond = ipc_to_table(files[CONTINUATION_FILE]) if CONTINUATION_FILE in files else None
         edges = manifest.get("continuation", {}).get("distance_edges", list(DISTANCE_EDGES))
         if beyond is not None and not np.allclose(edges, DISTANCE_EDGES, rtol=0, atol=1e-12):
@@ -357,6 +381,9 @@ class Predictor:
                               f"reads {list(ERROR_OUTPUTS)} (or one output, older bundles)")
         self._error_column = (error_output([LEVELS.index(n) for n in names])
                               if len(outputs) > 1 else np.zeros(len(names), np.int64))
+        if self._beyond_rows is not None:  # their levels (LEVELS codes) as the bundle's codes
+            self._beyond_rows = self._beyond_rows._replace(
+                level=self._level_code[self._beyond_rows.level].astype(np.int64))
         # the compiled evaluator runs only the output a row needs
         self._error_outputs = [self._error_trees.only_target(j) for j in range(len(outputs))]
         self._state_cache: dict[tuple, _CurveState] = {}
@@ -373,6 +400,9 @@ class Predictor:
                              f"bundle has ({self._scores.size})")
         self.coverage = float(coverage)
         self._half = q  # per novelty level (LEVELS): the conformal quantile
+        # (interval, error-scale) slope per log unit beyond the benchmarked ranges
+        self._beyond_slopes = (NO_WIDENING if self._beyond_rows is None else
+                               self._beyond_rows.slopes(q, coverage, self._normalised))
         self._half_scalar = tuple(float(v) for v in q)  # the same as floats, for predict_one
         # beyond a served curve's measured range: per distance band (continuation.py)
         self._beyond_half = self._beyond_sigma = None
@@ -513,7 +543,21 @@ class Predictor:
         sim[:, SIM_SIBLINGS] = [p.siblings for p in row_plans]
         sim[:, SIM_VENDOR] = [p.vendor_devices for p in row_plans]
         conf = np.where(fitted, 1.0, confidence(sim[:, 0], self._distance_scale))
-        return _CurveBlock(a, b, c, fitted, env, lo_b, hi_b, err_x, conf, cont, mem)
+        extra = extrapolation(self._ranges, ii, oo, self._batch_inside())
+        return _CurveBlock(a, b, c, fitted, env, lo_b, hi_b, err_x, conf, extra, cont, mem)
+
+    def _batch_inside(self) -> float:
+        """A batch size inside the benchmarked range (so that :func:`extrapolation` of a
+        curve counts its ii and oo only)."""
+        return 1.0 if self._ranges is None else float(np.exp(self._ranges[2, 0]))
+
+    def _batch_beyond(self, bb: np.ndarray) -> np.ndarray:
+        """Log units by which batch sizes lie beyond the benchmarked range."""
+        if self._ranges is None:
+            return np.zeros(np.shape(bb))
+        lo, hi = self._ranges[2]
+        lb = np.log(bb)
+        return np.maximum(lb - hi, 0.0) + np.maximum(lo - lb, 0.0)
 
     def _rows(self, block: _CurveBlock, codes: np.ndarray, bb: np.ndarray, oo: np.ndarray,
               engine: str = "compiled") -> dict[str, np.ndarray]:
@@ -546,6 +590,9 @@ class Predictor:
             sigma[need] = s
             h = half_width(self._half, block.err_x[codes[need], LEVEL_COLUMN], s, self._normalised)
             half[need] = np.maximum(np.where(fit_row[need], half[need], 0.0), h)
+        # beyond the benchmarked request shapes and batch sizes (uncertainty.extrapolation)
+        sigma, half = self._beyond_slopes.widen(sigma, half,
+                                                block.extra[codes] + self._batch_beyond(bb))
         return {
             "throughput": thpt,
             "latency_s": oo * bb / thpt,

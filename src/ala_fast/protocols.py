@@ -119,8 +119,9 @@ def _fold_uncertainty(curves: CurveSet, rows_data, train, known, test, rows, pos
     (``train``: those the trees learn from; ``known``: those plus the short anchoring curves)."""
     from .augment import predict_sklearn
     from .uncertainty import (
-        LEVEL_COLUMN, config_counts, error_output, expected_ape, fit_uncertainty, half_width,
-        interval, level_quantiles, sigma_from_outputs, similarity_features,
+        LEVEL_COLUMN, NO_BEYOND_SAMPLES, config_counts, error_output, expected_ape, extrapolation,
+        fit_uncertainty, half_width, interval, level_quantiles, observed_ranges,
+        sigma_from_outputs, similarity_features,
     )
 
     unc = fit_uncertainty(curves, rows_data, train, seed, known=known, n_jobs=n_jobs)
@@ -134,9 +135,19 @@ def _fold_uncertainty(curves: CurveSet, rows_data, train, known, test, rows, pos
     level = ex[:, LEVEL_COLUMN].astype(np.int64)
     sigma = sigma_from_outputs(predict_sklearn(unc.error_models, ex), error_output(level))
     q = level_quantiles(unc.calibration_scores, unc.calibration_levels, coverage)
-    lo, hi = interval(pred, half_width(q, level, sigma))
-    return (lo, hi, expected_ape(sigma), sigma, level.astype(np.float64),
-            (unc.calibration_scores, unc.calibration_levels))
+    # beyond the request shapes and batch sizes of the fold's benchmarked rows, as a bundle
+    # trained on them would answer
+    codes = rows_data[0]
+    seen = np.flatnonzero(np.isin(codes, known))
+    ranges = observed_ranges(curves.x[codes[seen], 0], curves.x[codes[seen], 1],
+                             rows_data[1][seen])
+    beyond = extrapolation(ranges, curves.x[test][pos, 0], curves.x[test][pos, 1], bb)
+    rounds = unc.beyond if unc.beyond is not None else NO_BEYOND_SAMPLES
+    sigma_all, half = rounds.slopes(q, coverage).widen(sigma, half_width(q, level, sigma),
+                                                       beyond)
+    lo, hi = interval(pred, half)
+    return (lo, hi, expected_ape(sigma_all), sigma, beyond, level.astype(np.float64),
+            (unc.calibration_scores, unc.calibration_levels, rounds))
 
 
 # --------------------------------------------------------------------------- driver
@@ -214,11 +225,11 @@ def run_protocol(
             a, b, c = fn(fc, train, test, seed=seed, l2=l2, cfg_codes=cfg_codes, known=known)
             preds[m][rows] = eval_curve(a[pos], b[pos], c[pos], bb[rows])
         if uncertainty and "ala_fast" in methods:
-            lo, hi, eape, sigma, level, calibration[f] = _fold_uncertainty(
+            lo, hi, eape, sigma, beyond, level, calibration[f] = _fold_uncertainty(
                 fc, (codes, bb, y), train, known, test, rows, pos, preds["ala_fast"][rows], seed,
                 coverage, n_jobs)
             for name, values in (("lower", lo), ("upper", hi), ("expected_ape", eape),
-                                 ("sigma", sigma), ("level", level)):
+                                 ("sigma", sigma), ("beyond", beyond), ("level", level)):
                 extra.setdefault(name, np.full(y.size, np.nan))[rows] = values
         bar.update()
     bar.close()

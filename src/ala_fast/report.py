@@ -52,7 +52,8 @@ def reliability(rows: dict, levels=NOMINAL_LEVELS) -> np.ndarray:
 
     The interval at level c is pred * exp(+-half), half from ``uncertainty.half_width`` with
     q_f(c) the split-conformal quantile of fold f's calibration scores at the row's novelty
-    level, exactly as the predictor builds it at load time.
+    level, widened by the row's extrapolation beyond the fold's benchmarked ranges
+    (``beyond``), exactly as the predictor builds it at load time.
     """
     from .uncertainty import half_width, level_quantiles
 
@@ -63,12 +64,16 @@ def reliability(rows: dict, levels=NOMINAL_LEVELS) -> np.ndarray:
     ok = np.flatnonzero(np.isfinite(sigma) & np.isfinite(pred))
     abs_err = np.abs(np.log(y[ok] / pred[ok]))
     novelty = rows["extra"]["level"][ok].astype(np.int64)
+    beyond = rows["extra"].get("beyond", np.zeros(sigma.size))[ok]
     out = []
     for c in levels:
         half = np.full(ok.size, np.inf)
-        for f, cal in rows["calibration"].items():
+        for f, (scores, score_levels, rounds) in rows["calibration"].items():
             m = fold[ok] == f
-            half[m] = half_width(level_quantiles(*cal, c), novelty[m], sigma[ok][m])
+            q = level_quantiles(scores, score_levels, c)
+            half[m] = rounds.slopes(q, c).widen(sigma[ok][m], half_width(q, novelty[m],
+                                                                        sigma[ok][m]),
+                                                beyond[m])[1]
         out.append(float(np.mean(abs_err <= half)))
     return np.array(out)
 

@@ -17,12 +17,12 @@ from .learner import (
 )
 from .grouping import group_codes, segments
 from .predictor import (
-    CALIBRATION_FILE, CONTINUATION_COLUMNS, CONTINUATION_FILE, CURVES_FILE, ERROR_ONNX,
+    BEYOND_FILE, CALIBRATION_FILE, CONTINUATION_COLUMNS, CONTINUATION_FILE, CURVES_FILE, ERROR_ONNX,
     PARAMS_ONNX, REFERENCE_FILE, Predictor,
 )
 from .uncertainty import (
-    ERROR_FEATURE_NAMES, ERROR_OUTPUTS, LEVELS, NORMALISED, SIGMA_FLOOR, fit_uncertainty,
-    level_quantiles,
+    ERROR_FEATURE_NAMES, ERROR_OUTPUTS, LEVELS, NORMALISED, RANGE_COLUMNS, SIGMA_FLOOR,
+    NO_BEYOND_SAMPLES, fit_uncertainty, level_quantiles, observed_ranges,
 )
 from .readers import concat_tables
 from .schema import CANONICAL_SCHEMA, CURVE_KEY, validate
@@ -128,6 +128,9 @@ def train(table: pa.Table, seed: int = 0, loss: str = DEFAULT_LOSS,
             "scaler_scale": unc.scaler.scale.tolist(),
             "distance_scale": unc.distance_scale,
             "sigma_floor": SIGMA_FLOOR,
+            # request shapes and batch sizes benchmarked: beyond them intervals widen
+            "observed_ranges": dict(zip(RANGE_COLUMNS, observed_ranges(
+                *(table.column(c).to_numpy() for c in RANGE_COLUMNS)).tolist())),
             "error_samples": int(unc.samples.curve.size),
             "calibration_rows": int(unc.calibration_scores.size),
             "calibration_rows_per_level": dict(zip(LEVELS, np.bincount(
@@ -148,6 +151,7 @@ def train(table: pa.Table, seed: int = 0, loss: str = DEFAULT_LOSS,
     files = {PARAMS_ONNX: onnx_bytes, CURVES_FILE: table_to_ipc(curves_table),
              ERROR_ONNX: error_onnx, REFERENCE_FILE: table_to_ipc(reference),
              CALIBRATION_FILE: table_to_ipc(calibration),
+             BEYOND_FILE: table_to_ipc((unc.beyond or NO_BEYOND_SAMPLES).to_table()),
              CONTINUATION_FILE: table_to_ipc(beyond_table)}
     predictor = Predictor(manifest, files, coverage=coverage)
     predictor.sklearn_models = learned.models  # kept for parity checks; not saved

@@ -22,6 +22,11 @@ Training (``fit_uncertainty``)
    ``|log(pred / actual)| / sigma`` (``|log(pred / actual)|`` for unseen hardware); the
    interval at coverage 1 - alpha is ``pred * exp(+-q * sigma)`` (``exp(+-q)``) with q the
    ceil((n + 1)(1 - alpha))-th smallest score of the query's level.
+4. Beyond the benchmarked ranges of input tokens, output tokens and batch size
+   (:func:`extrapolation`, in log units): range rounds hold out the longest and the shortest
+   request shapes, and the share of their rows' errors the in-range interval misses, per log
+   unit of extrapolation, sets how much wider an interval grows out there, as far as the
+   rounds reached; farther, it grows by the unmeasured factor itself (:class:`BeyondSlopes`).
 
 Confidence is ``exp(-d / d_ref)``: d the Euclidean distance of the workload's standardised
 feature vector to the nearest observed curve, d_ref the median of that distance over the
@@ -31,6 +36,7 @@ hold-out samples; 1 for a benchmarked curve, falling toward 0 far from everythin
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -254,10 +260,10 @@ def holdout_boosting(boosting=None):
 def error_samples(curves, table_rows: tuple[np.ndarray, np.ndarray, np.ndarray],
                   train_idx: np.ndarray, seed: int, progress: bool | None = False,
                   known: np.ndarray | None = None, n_jobs: int | None = 1,
-                  boosting=None) -> ErrorSamples:
-    """Run the hold-out rounds and record the errors of every held-out curve of ``train_idx``
-    (``known``, default ``train_idx``: every curve the rounds may anchor on); ``boosting``:
-    the parameter model's (see :func:`holdout_boosting`).
+                  boosting=None, rounds: list | None = None) -> ErrorSamples:
+    """Run the hold-out rounds (default :func:`holdout_rounds`) and record the errors of every
+    held-out curve of ``train_idx`` (``known``, default ``train_idx``: every curve the rounds
+    may anchor on); ``boosting``: the parameter model's (see :func:`holdout_boosting`).
 
     Rounds are independent and seeded by their position, so ``n_jobs`` (worker processes,
     joblib convention: None = 1, -1 = every core) changes the speed, not the result.
@@ -268,7 +274,8 @@ def error_samples(curves, table_rows: tuple[np.ndarray, np.ndarray, np.ndarray],
     row_codes, bb, y = table_rows
     known = train_idx if known is None else np.union1d(train_idx, known)
     configs = (curve_config_keys(curves.keys), curve_configs(curves.keys))  # once, every round
-    rounds = holdout_rounds(curves, train_idx, seed, known)
+    if rounds is None:
+        rounds = holdout_rounds(curves, train_idx, seed, known)
     order = np.argsort(row_codes, kind="stable")
     starts = np.searchsorted(row_codes[order], np.arange(len(curves) + 1))
     # the measured rows of each curve that a round may hold out
@@ -349,6 +356,8 @@ class UncertaintyFit:
     distance_scale: float
     samples: ErrorSamples
     fit_mask: np.ndarray  # per sample curve: used to fit the error model (else calibration)
+    #: hold-out rows beyond the benchmarked ranges (:func:`beyond_samples`; None: none ran)
+    beyond: "BeyondSamples | None" = None
 
 
 ERROR_BOOSTING = dict(n_estimators=200, learning_rate=0.05, max_depth=3)
@@ -402,8 +411,10 @@ def fit_uncertainty(curves, table_rows, train_idx: np.ndarray, seed: int,
     curve_model = np.array([model_id(m) for m in keys.column("model").to_pylist()])
     models, scores, levels, fit_mask = calibrate(samples, curve_model, seed)
     nn = samples.x[:, len(FEATURE_NAMES)]
+    beyond = beyond_samples(curves, table_rows, train_idx, seed, models, known=known,
+                            n_jobs=n_jobs, boosting=boosting)
     return UncertaintyFit(models, Scaler.fit(curves.x[train_idx]), scores, levels,
-                          float(max(np.median(nn), 1e-6)), samples, fit_mask)
+                          float(max(np.median(nn), 1e-6)), samples, fit_mask, beyond)
 
 
 def calibrate(samples: ErrorSamples, curve_model: np.ndarray, seed: int):
@@ -512,6 +523,155 @@ def interval(pred: np.ndarray, half: np.ndarray) -> tuple[np.ndarray, np.ndarray
 def expected_ape(sigma: np.ndarray) -> np.ndarray:
     """Expected APE (%) for a log-scale error of size sigma."""
     return 100.0 * (np.exp(sigma) - 1.0)
+
+
+#: request quantities whose benchmarked range bounds what the models have evidence for
+RANGE_COLUMNS = ("input_tokens", "output_tokens", "batch_size")
+
+
+def observed_ranges(ii: np.ndarray, oo: np.ndarray, bb: np.ndarray) -> np.ndarray:
+    """(log min, log max) of each of RANGE_COLUMNS over benchmarked rows (3 x 2)."""
+    logs = [np.log(np.asarray(v, np.float64)) for v in (ii, oo, bb)]
+    return np.array([[v.min(), v.max()] for v in logs])
+
+
+def extrapolation(ranges: np.ndarray | None, ii, oo, bb) -> np.ndarray:
+    """How far, in log units summed over RANGE_COLUMNS, each request lies beyond the benchmarked
+    ranges (``observed_ranges``): 0 inside them, ``log(8192 / 2048)`` for 8192 input tokens
+    where 2048 was the most benchmarked. None (bundles from before the ranges): 0 everywhere.
+
+    The error model and the conformal scores saw hold-outs inside the ranges, and the trees
+    answer as at the edge, so how errors grow out there is measured separately: the range
+    rounds (:func:`range_rounds`) hold out the longest and the shortest request shapes and
+    record how far their rows' errors exceed the in-range interval per log unit of
+    extrapolation (:class:`BeyondSamples`); the interval widens by that slope times the
+    extrapolation and ``expected_ape`` by the median slope, as far out as the rounds reached;
+    farther out, by the unmeasured extrapolation itself (:class:`BeyondSlopes`).
+    """
+    shape = np.broadcast(np.asarray(ii), np.asarray(oo), np.asarray(bb)).shape
+    out = np.zeros(shape)
+    if ranges is None:
+        return out
+    for (lo, hi), v in zip(np.asarray(ranges, np.float64), (ii, oo, bb)):
+        lv = np.log(np.asarray(v, np.float64))
+        out = out + np.maximum(lv - hi, 0.0) + np.maximum(lo - lv, 0.0)
+    return out
+
+
+#: slope (per log unit beyond the ranges) of both the interval and the error scale farther
+#: out than any range round reached (or with no range round: a table of one request shape):
+#: uncertain by the factor of the unmeasured extrapolation itself
+UNMEASURED_SLOPE = 1.0
+
+
+class BeyondSlopes(NamedTuple):
+    """Per log unit beyond the benchmarked ranges: the interval's and the error scale's growth
+    up to ``reach`` (the farthest extrapolation the range rounds measured), UNMEASURED_SLOPE
+    beyond it."""
+
+    interval: float
+    error: float
+    reach: float
+
+    def widen(self, sigma: np.ndarray, half: np.ndarray, extra: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """(sigma, half width) of requests ``extra`` log units beyond the ranges."""
+        measured = np.minimum(extra, self.reach)
+        unmeasured = UNMEASURED_SLOPE * np.maximum(extra - self.reach, 0.0)
+        return (sigma + self.error * measured + unmeasured,
+                half + self.interval * measured + unmeasured)
+
+
+NO_WIDENING = BeyondSlopes(0.0, 0.0, float("inf"))  # bundles from before the ranges
+
+
+class BeyondSamples(NamedTuple):
+    """Rows the range rounds held out beyond the rest's benchmarked ranges: their absolute log
+    error, the error model's sigma, novelty level and extrapolation (log units)."""
+
+    abs_err: np.ndarray
+    sigma: np.ndarray
+    level: np.ndarray
+    extra: np.ndarray
+
+    def slopes(self, q_levels: np.ndarray, coverage: float,
+               normalised: tuple[bool, ...] = NORMALISED) -> BeyondSlopes:
+        """The interval's and the error scale's slope per log unit beyond the ranges, up to
+        the farthest extrapolation among the rows (``reach``).
+
+        Interval: the split-conformal quantile at ``coverage`` of ``max(0, |err| - half) /
+        extra``, half the in-range half width of the row (``q_levels``, :func:`half_width`):
+        with it, ``half + slope * extra`` covers that share of the held-out rows. Error scale:
+        the median of ``(|err| - sigma) / extra`` (at least 0), so that the rows' errors are
+        as often above ``sigma + scale * extra`` as below. Without enough rows for the
+        coverage nothing is measured (reach 0: UNMEASURED_SLOPE from the edge on)."""
+        if self.abs_err.size == 0:
+            return BeyondSlopes(UNMEASURED_SLOPE, UNMEASURED_SLOPE, 0.0)
+        half = half_width(q_levels, self.level, self.sigma, normalised)
+        slope = conformal_quantile(np.maximum(self.abs_err - half, 0.0) / self.extra, coverage)
+        if not np.isfinite(slope):
+            return BeyondSlopes(UNMEASURED_SLOPE, UNMEASURED_SLOPE, 0.0)
+        scale = max(float(np.median((self.abs_err - self.sigma) / self.extra)), 0.0)
+        return BeyondSlopes(float(slope), scale, float(self.extra.max()))
+
+    def to_table(self) -> pa.Table:
+        return pa.table({"abs_err": self.abs_err, "sigma": self.sigma,
+                         "level": pa.array(self.level, pa.int8()), "extra": self.extra})
+
+    @classmethod
+    def from_table(cls, t: pa.Table) -> "BeyondSamples":
+        return cls(*(t.column(c).to_numpy().astype(np.float64 if c != "level" else np.int64)
+                     for c in ("abs_err", "sigma", "level", "extra")))
+
+
+NO_BEYOND_SAMPLES = BeyondSamples(np.zeros(0), np.zeros(0), np.zeros(0, np.int64), np.zeros(0))
+
+
+def range_rounds(curves, known: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """Hold-out sets that make the models extrapolate in request shape: for input and for
+    output tokens, every ``known`` curve at the largest value, and every one at the smallest
+    (when ``known`` has at least two values)."""
+    rounds = []
+    for j, name in enumerate(RANGE_COLUMNS[:2]):  # ii and oo are feature columns 0 and 1
+        v = curves.x[known, j]
+        if np.unique(v).size < 2:
+            continue
+        rounds.append((f"longest {name}", known[v == v.max()]))
+        rounds.append((f"shortest {name}", known[v == v.min()]))
+    return rounds
+
+
+def beyond_samples(curves, table_rows, train_idx: np.ndarray, seed: int, error_models: list,
+                   known: np.ndarray | None = None, n_jobs: int | None = 1,
+                   boosting=None) -> BeyondSamples:
+    """The range rounds' held-out rows beyond the rest's benchmarked ranges, with the sigma
+    of ``error_models`` (which never saw these rounds)."""
+    from .augment import predict_sklearn
+
+    codes, bb, _ = table_rows
+    known = train_idx if known is None else np.union1d(train_idx, known)
+    rounds = range_rounds(curves, known)
+    if not rounds:
+        return NO_BEYOND_SAMPLES
+    found = error_samples(curves, table_rows, train_idx, seed + 7919, known=known,
+                          n_jobs=n_jobs, boosting=boosting, rounds=rounds)
+    if found.curve.size == 0:
+        return NO_BEYOND_SAMPLES
+    extra = np.empty(found.row_curve.size)
+    for r, (_, held) in enumerate(rounds):
+        rows = np.flatnonzero(found.round_id[found.row_curve] == r)
+        if rows.size == 0:
+            continue
+        seen = np.isin(codes, np.setdiff1d(known, held))
+        ranges = observed_ranges(curves.x[codes[seen], 0], curves.x[codes[seen], 1], bb[seen])
+        ci = found.curve[found.row_curve[rows]]
+        extra[rows] = extrapolation(ranges, curves.x[ci, 0], curves.x[ci, 1],
+                                    found.row_batch[rows])
+    level = found.x[found.row_curve, LEVEL_COLUMN].astype(np.int64)
+    sigma = sigma_from_outputs(predict_sklearn(error_models, found.row_features()),
+                               error_output(level))
+    out = extra > 0
+    return BeyondSamples(np.abs(found.row_log_ratio[out]), sigma[out], level[out], extra[out])
 
 
 def confidence(nn_dist: np.ndarray, distance_scale: float) -> np.ndarray:
