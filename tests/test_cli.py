@@ -82,6 +82,8 @@ def test_fit_train_info(tmp_path, capsys):
     p = ala_fast.load()
     assert f"{p.n_fitted} curves answer with their own fit; {p.n_implausible} with" in out
     assert p.n_implausible == sum(p.curves.column("above_roofline").to_pylist()) > 0
+    lo, hi = p.observed_ranges["input_tokens"]
+    assert f"input tokens {lo:,.0f}-{hi:,.0f}" in out and "per log unit" in out
 
 
 def test_fit_rejects_non_table(tmp_path, capsys):

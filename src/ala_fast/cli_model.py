@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -250,6 +251,14 @@ def cmd_info(args: argparse.Namespace) -> int:
     for d in m.get("inferred_hardware", []):  # described from its curves (device_inference)
         print(f"described   {d['name']}: {d['mem_bw_tbs']:.3g} TB/s, {d['fp16_tflops']:.4g} "
               f"TFLOP/s fp16, {d['mem_gb']:.4g} GB, vendor {d['vendor']} (not in the catalog)")
+    ranges = p.observed_ranges
+    if ranges is not None:
+        s = p.beyond_slopes
+        spans = ", ".join(f"{c.replace('_', ' ')} {lo:,.0f}-{hi:,.0f}"
+                          for c, (lo, hi) in ranges.items())
+        print(f"observed    {spans}; beyond them the {p.coverage:.0%} interval widens "
+              f"{s.interval:.3g} per log unit up to {math.exp(s.reach):.3g}x out (as far as "
+              "measured), by the factor itself farther")
     print(f"features    {len(m['feature_names'])}   targets {', '.join(m['target_names'])}")
     print("versions    " + ", ".join(f"{k} {v}" for k, v in sorted(m["versions"].items())))
     for name, value in sorted(m.get("metrics", {}).items()):

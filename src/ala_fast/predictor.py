@@ -17,9 +17,6 @@ import numpy as np
 import pyarrow as pa
 
 from .arrow_input import as_table
-
-if TYPE_CHECKING:
-    from .names import UnrecognisedName
 from .bundle import ipc_to_table, read_bundle, write_bundle
 from .catalog import InferredDevices, config_identity, hardware_id
 from .transfer import Lending, blend_lent, known_devices, lending
@@ -38,11 +35,14 @@ from .onnx_trees import PARALLEL_ROWS, OrtModel, tree_arrays
 from .schema import BATCH_KINDS, CURVE_KEY, validate
 from .targets import T1_FLOOR, TARGET_NAMES, targets_to_params
 from .uncertainty import (
-    ERROR_FEATURE_NAMES, ERROR_OUTPUTS, LEVEL_COLUMN, LEVELS, RANGE_COLUMNS, SIM_FEATURES,
-    NO_WIDENING, UNMEASURED_SLOPE, UNSEEN_HARDWARE, BeyondSamples, Scaler, confidence, config_counts, config_novelty,
-    error_output, expected_ape, extrapolation, half_width, level_quantiles, neighbour_distances,
-    sigma_from_outputs,
+    ERROR_FEATURE_NAMES, ERROR_OUTPUTS, LEVEL_COLUMN, LEVELS, NO_WIDENING, RANGE_COLUMNS,
+    SIM_FEATURES, UNMEASURED_SLOPE, UNSEEN_HARDWARE, BeyondSamples, Scaler, confidence,
+    config_counts, config_novelty, error_output, expected_ape, extrapolation, half_width,
+    level_quantiles, neighbour_distances, sigma_from_outputs,
 )
+
+if TYPE_CHECKING:
+    from .names import UnrecognisedName
 
 SIM_LEVEL = SIM_FEATURES.index("anchor_level")
 SIM_SIBLINGS = SIM_FEATURES.index("n_siblings")
@@ -543,21 +543,8 @@ class Predictor:
         sim[:, SIM_SIBLINGS] = [p.siblings for p in row_plans]
         sim[:, SIM_VENDOR] = [p.vendor_devices for p in row_plans]
         conf = np.where(fitted, 1.0, confidence(sim[:, 0], self._distance_scale))
-        extra = extrapolation(self._ranges, ii, oo, self._batch_inside())
+        extra = extrapolation(self._ranges, ii, oo)  # the batch part is added per row
         return _CurveBlock(a, b, c, fitted, env, lo_b, hi_b, err_x, conf, extra, cont, mem)
-
-    def _batch_inside(self) -> float:
-        """A batch size inside the benchmarked range (so that :func:`extrapolation` of a
-        curve counts its ii and oo only)."""
-        return 1.0 if self._ranges is None else float(np.exp(self._ranges[2, 0]))
-
-    def _batch_beyond(self, bb: np.ndarray) -> np.ndarray:
-        """Log units by which batch sizes lie beyond the benchmarked range."""
-        if self._ranges is None:
-            return np.zeros(np.shape(bb))
-        lo, hi = self._ranges[2]
-        lb = np.log(bb)
-        return np.maximum(lb - hi, 0.0) + np.maximum(lo - lb, 0.0)
 
     def _rows(self, block: _CurveBlock, codes: np.ndarray, bb: np.ndarray, oo: np.ndarray,
               engine: str = "compiled") -> dict[str, np.ndarray]:
@@ -591,8 +578,8 @@ class Predictor:
             h = half_width(self._half, block.err_x[codes[need], LEVEL_COLUMN], s, self._normalised)
             half[need] = np.maximum(np.where(fit_row[need], half[need], 0.0), h)
         # beyond the benchmarked request shapes and batch sizes (uncertainty.extrapolation)
-        sigma, half = self._beyond_slopes.widen(sigma, half,
-                                                block.extra[codes] + self._batch_beyond(bb))
+        extra = block.extra[codes] + extrapolation(self._ranges, bb=bb)
+        sigma, half = self._beyond_slopes.widen(sigma, half, extra)
         return {
             "throughput": thpt,
             "latency_s": oo * bb / thpt,
@@ -649,6 +636,22 @@ class Predictor:
             pa.array(np.where(cols["fitted"], 0, 1).astype(np.int8)), _BASIS)
         out = out.append_column("basis", basis.cast(pa.string()))
         return out.append_column("memory_batch_limit", pa.array(cols["memory_batch_limit"]))
+
+    @property
+    def observed_ranges(self) -> dict[str, tuple[float, float]] | None:
+        """(smallest, largest) input tokens, output tokens and batch size the bundle's training
+        table benchmarked; None for bundles from before the ranges. Beyond them intervals widen
+        (:attr:`beyond_slopes`, :func:`ala_fast.uncertainty.extrapolation`)."""
+        if self._ranges is None:
+            return None
+        return {c: (float(np.exp(lo)), float(np.exp(hi)))
+                for c, (lo, hi) in zip(RANGE_COLUMNS, self._ranges)}
+
+    @property
+    def beyond_slopes(self):
+        """How intervals and ``expected_ape`` grow per log unit beyond :attr:`observed_ranges`
+        at the current coverage (:class:`ala_fast.uncertainty.BeyondSlopes`)."""
+        return self._beyond_slopes
 
     @property
     def inferred_devices(self) -> InferredDevices:

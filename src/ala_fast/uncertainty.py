@@ -535,10 +535,11 @@ def observed_ranges(ii: np.ndarray, oo: np.ndarray, bb: np.ndarray) -> np.ndarra
     return np.array([[v.min(), v.max()] for v in logs])
 
 
-def extrapolation(ranges: np.ndarray | None, ii, oo, bb) -> np.ndarray:
+def extrapolation(ranges: np.ndarray | None, ii=None, oo=None, bb=None) -> np.ndarray:
     """How far, in log units summed over RANGE_COLUMNS, each request lies beyond the benchmarked
     ranges (``observed_ranges``): 0 inside them, ``log(8192 / 2048)`` for 8192 input tokens
-    where 2048 was the most benchmarked. None (bundles from before the ranges): 0 everywhere.
+    where 2048 was the most benchmarked. Quantities passed as None are not counted (a curve's
+    ii and oo without its batch sizes, say); ranges None (bundles from before them): 0.
 
     The error model and the conformal scores saw hold-outs inside the ranges, and the trees
     answer as at the edge, so how errors grow out there is measured separately: the range
@@ -548,12 +549,14 @@ def extrapolation(ranges: np.ndarray | None, ii, oo, bb) -> np.ndarray:
     extrapolation and ``expected_ape`` by the median slope, as far out as the rounds reached;
     farther out, by the unmeasured extrapolation itself (:class:`BeyondSlopes`).
     """
-    shape = np.broadcast(np.asarray(ii), np.asarray(oo), np.asarray(bb)).shape
-    out = np.zeros(shape)
+    given = [(j, np.asarray(v, np.float64)) for j, v in enumerate((ii, oo, bb)) if v is not None]
+    out = np.zeros(np.broadcast(*(v for _, v in given)).shape if given else ())
     if ranges is None:
         return out
-    for (lo, hi), v in zip(np.asarray(ranges, np.float64), (ii, oo, bb)):
-        lv = np.log(np.asarray(v, np.float64))
+    ranges = np.asarray(ranges, np.float64)
+    for j, v in given:
+        lo, hi = ranges[j]
+        lv = np.log(v)
         out = out + np.maximum(lv - hi, 0.0) + np.maximum(lo - lv, 0.0)
     return out
 
