@@ -199,7 +199,8 @@ class _CurveState:
             if self.fitted:
                 half = max(half, self.env, owner._sigma_floor)
         extra = self.extra  # plus the batch part: scalar twin of uncertainty.extrapolation
-        if owner._ranges is not None:
+        bounds = owner._batch_bounds
+        if bounds is not None and not bounds[0] <= x <= bounds[1]:
             lo, hi = owner._log_batch_range
             lx = math.log(x)
             extra += (lx - hi if lx > hi else 0.0) + (lo - lx if lx < lo else 0.0)
@@ -352,6 +353,9 @@ class Predictor:
                         np.array([ranges[c] for c in RANGE_COLUMNS], np.float64))
         self._log_batch_range = (None if ranges is None else
                                  tuple(float(v) for v in self._ranges[2]))
+        # the same as batch sizes, so that predict_one takes no log inside the range
+        self._batch_bounds = (None if ranges is None else
+                              tuple(float(np.exp(v)) for v in self._ranges[2]))
         beyond = ipc_to_table(files[CONTINUATION_FILE]) if CONTINUATION_FILE in files else None
         edges = manifest.get("continuation", {}).get("distance_edges", list(DISTANCE_EDGES))
         if beyond is not None and not np.allclose(edges, DISTANCE_EDGES, rtol=0, atol=1e-12):
