@@ -119,7 +119,7 @@ def _fold_uncertainty(curves: CurveSet, rows_data, train, known, test, rows, pos
     (``train``: those the trees learn from; ``known``: those plus the short anchoring curves)."""
     from .augment import predict_sklearn
     from .uncertainty import (
-        LEVEL_COLUMN, NO_BEYOND_SAMPLES, config_counts, error_output, expected_ape, extrapolation,
+        LEVEL_COLUMN, config_counts, error_output, expected_ape, extrapolation,
         fit_uncertainty, half_width, interval, level_quantiles, observed_ranges,
         sigma_from_outputs, similarity_features,
     )
@@ -142,7 +142,7 @@ def _fold_uncertainty(curves: CurveSet, rows_data, train, known, test, rows, pos
     ranges = observed_ranges(curves.x[codes[seen], 0], curves.x[codes[seen], 1],
                              rows_data[1][seen])
     beyond = extrapolation(ranges, curves.x[test][pos, 0], curves.x[test][pos, 1], bb)
-    rounds = unc.beyond if unc.beyond is not None else NO_BEYOND_SAMPLES
+    rounds = unc.beyond
     sigma_all, half = rounds.slopes(q, coverage).widen(sigma, half_width(q, level, sigma),
                                                        beyond)
     lo, hi = interval(pred, half)

@@ -17,12 +17,12 @@ from .learner import (
 )
 from .grouping import group_codes, segments
 from .predictor import (
-    BEYOND_FILE, CALIBRATION_FILE, CONTINUATION_COLUMNS, CONTINUATION_FILE, CURVES_FILE, ERROR_ONNX,
-    PARAMS_ONNX, REFERENCE_FILE, Predictor,
+    BEYOND_FILE, CALIBRATION_FILE, CONTINUATION_COLUMNS, CONTINUATION_FILE, CURVES_FILE,
+    ERROR_ONNX, PARAMS_ONNX, REFERENCE_FILE, Predictor,
 )
 from .uncertainty import (
     ERROR_FEATURE_NAMES, ERROR_OUTPUTS, LEVELS, NORMALISED, RANGE_COLUMNS, SIGMA_FLOOR,
-    NO_BEYOND_SAMPLES, fit_uncertainty, level_quantiles, observed_ranges,
+    fit_uncertainty, level_quantiles, observed_ranges,
 )
 from .readers import concat_tables
 from .schema import CANONICAL_SCHEMA, CURVE_KEY, validate
@@ -151,7 +151,7 @@ def train(table: pa.Table, seed: int = 0, loss: str = DEFAULT_LOSS,
     files = {PARAMS_ONNX: onnx_bytes, CURVES_FILE: table_to_ipc(curves_table),
              ERROR_ONNX: error_onnx, REFERENCE_FILE: table_to_ipc(reference),
              CALIBRATION_FILE: table_to_ipc(calibration),
-             BEYOND_FILE: table_to_ipc((unc.beyond or NO_BEYOND_SAMPLES).to_table()),
+             BEYOND_FILE: table_to_ipc(unc.beyond.to_table()),
              CONTINUATION_FILE: table_to_ipc(beyond_table)}
     predictor = Predictor(manifest, files, coverage=coverage)
     predictor.sklearn_models = learned.models  # kept for parity checks; not saved

@@ -356,8 +356,8 @@ class UncertaintyFit:
     distance_scale: float
     samples: ErrorSamples
     fit_mask: np.ndarray  # per sample curve: used to fit the error model (else calibration)
-    #: hold-out rows beyond the benchmarked ranges (:func:`beyond_samples`; None: none ran)
-    beyond: "BeyondSamples | None" = None
+    #: hold-out rows beyond the benchmarked ranges (:func:`beyond_samples`; empty: none ran)
+    beyond: "BeyondSamples"
 
 
 ERROR_BOOSTING = dict(n_estimators=200, learning_rate=0.05, max_depth=3)
